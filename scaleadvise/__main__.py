@@ -1,0 +1,3 @@
+from scaleadvise.cli import main
+
+main()

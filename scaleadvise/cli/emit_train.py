@@ -1,0 +1,3 @@
+"""`scaleadvise emit_train` (being written)."""
+
+from scaleadvise.cli.app import app  # noqa: F401

@@ -1,0 +1,255 @@
+"""`scaleadvise epsilon`: at which width Adam's epsilon swamps each layer's gradients (§4.3, App. F)."""
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from scaleadvise.cli.app import app
+from scaleadvise.cli.common import OPTIM_HELP, PARAM_HELP, fmt
+from scaleadvise.cli.render import console, print_json
+
+EPILOG = """\b
+Examples:
+  scaleadvise epsilon grads.csv --eps 1e-8 --param mfp --optim adam
+  scaleadvise epsilon grads.csv --eps 1e-9 --target-width 16384 --plot eps.png --json
+  scaleadvise epsilon --param mfp --width 16384 --grad-rms hidden=3e-7@1024 --eps 1e-8
+  scaleadvise epsilon grads.csv --thresholds 0.001,0.01,0.1 --state-dtype bf16
+
+\b
+grads.csv columns: width, layer (tensor name or layer type), grad_rms, optional
+sqrt_v_rms (RMS of sqrt(v), preferred: eps is added to it) and step (or seed) as
+replicates. With one width, --param supplies the theory's exponent (Table 1).
+"""
+
+_DTYPES = ("fp32", "bf16", "fp16")
+
+
+def _parse_thresholds(text: str) -> list[float]:
+    from scaleadvise.errors import UserError
+
+    try:
+        values = sorted({float(p) for p in text.split(",") if p.strip()})
+    except ValueError:
+        raise UserError(f"--thresholds: {text!r} is not a comma-separated list of ratios, e.g. 0.01,0.1,1") from None
+    if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
+        raise UserError(f"--thresholds: ratios must be finite numbers > 0, got {text!r}")
+    return values
+
+
+def _width(n: float | None) -> str:
+    if n is None or not math.isfinite(n):
+        return "never"
+    return f"{n:,.0f}" if n >= 1 else "< 1"
+
+
+@app.command(epilog=EPILOG)
+def epsilon(
+    grads: Optional[Path] = typer.Argument(None, help="Gradient table (CSV/TSV/JSONL/Parquet), e.g. grads.csv from emit-train."),
+    eps: float = typer.Option(1e-8, "--eps", help="Adam epsilon in use (torch default 1e-8; the paper's default 1e-9, C.3)."),
+    param: Optional[str] = typer.Option(None, "--param", help=PARAM_HELP + " Gives the theory's g per layer."),
+    optim: str = typer.Option("adam", "--optim", help=OPTIM_HELP + " Only Adam-style eps (adam, adamw, adam-ps)."),
+    target_width: Optional[float] = typer.Option(None, "--target-width", "--width", help="Width to predict for (default: the largest measured)."),
+    base_width: float = typer.Option(1024, "--base-width", help="Base width b of per-layer eps, eps_l = base_eps·(n/b)^-g_l."),
+    grad_rms: list[str] = typer.Option([], "--grad-rms", help="One measurement LAYER=VALUE@WIDTH (repeatable), e.g. hidden=3e-7@1024."),
+    thresholds: str = typer.Option("0.01,0.1,1", "--thresholds", help="eps/sqrt(v) ratios whose crossing widths to predict."),
+    safe_ratio: Optional[float] = typer.Option(None, "--safe-ratio", help="eps/sqrt(v) considered harmless (default: the smallest threshold)."),
+    state_dtype: str = typer.Option("fp32", "--state-dtype", help="Optimizer-state dtype for the v underflow check: fp32, bf16, fp16."),
+    min_eps: float = typer.Option(1e-15, "--min-eps", help="Smallest constant eps to recommend (the paper's tested 1e-15, App. F)."),
+    confidence: float = typer.Option(0.95, "--confidence", help="Level of the interval on the measured exponent."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG: gradient scale vs width with the eps lines and crossings."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    width_col: Optional[str] = typer.Option(None, "--width-col", help="Column holding the width."),
+    layer_col: Optional[str] = typer.Option(None, "--layer-col", help="Column holding the layer/tensor name."),
+    grad_rms_col: Optional[str] = typer.Option(None, "--grad-rms-col", help="Column holding the gradient RMS."),
+    sqrt_v_rms_col: Optional[str] = typer.Option(None, "--sqrt-v-rms-col", help="Column holding the RMS of sqrt(v)."),
+) -> None:
+    """Predict, per layer, the width at which Adam's epsilon swamps sqrt(v), and what to do.
+
+    Fits grad RMS ∝ n^-g per layer (log–log least squares, interval over steps and
+    seeds), sets it beside the theory's g (Table 1), solves for the widths where
+    eps reaches 1%, 10%, 100% of sqrt(v) and where v = g² underflows fp32/bf16/fp16,
+    and recommends keeping eps, a smaller constant, per-layer eps or Adam-atan2.
+    """
+    from scaleadvise import epsilon as E
+    from scaleadvise.errors import UserError
+
+    if not (eps > 0 and math.isfinite(eps)):
+        raise UserError(f"--eps: must be a finite number > 0, got {eps:g}")
+    if base_width < 1 or not math.isfinite(base_width):
+        raise UserError(f"--base-width: must be >= 1, got {base_width:g}")
+    if target_width is not None and (target_width < 1 or not math.isfinite(target_width)):
+        raise UserError(f"--target-width: must be >= 1, got {target_width:g}")
+    if state_dtype not in _DTYPES:
+        raise UserError(f"--state-dtype: {state_dtype!r} is not one of {', '.join(_DTYPES)}")
+    if not 0 < confidence < 1:
+        raise UserError(f"--confidence: must be in (0, 1), got {confidence:g}")
+    if not (min_eps > 0 and math.isfinite(min_eps)):
+        raise UserError(f"--min-eps: must be a finite number > 0, got {min_eps:g}")
+    ratios = _parse_thresholds(thresholds)
+    safe = min(ratios) if safe_ratio is None else safe_ratio
+    if not (safe > 0 and math.isfinite(safe)):
+        raise UserError(f"--safe-ratio: must be a finite number > 0, got {safe:g}")
+    optim = E.check_optimizer(optim)
+    if plot is not None:
+        check_plot_path(plot)
+    if param is not None:
+        from scaleadvise.parameterizations import get_parameterization
+
+        param = get_parameterization(param).name
+    if grads is None and not grad_rms:
+        raise UserError("give a gradient table (grads.csv) or at least one --grad-rms LAYER=VALUE@WIDTH")
+
+    overrides = {"width": width_col, "layer": layer_col, "grad_rms": grad_rms_col, "sqrt_v_rms": sqrt_v_rms_col}
+    groups = []
+    if grads is not None:
+        groups.append(E.load_gradients(str(grads), overrides))
+    if grad_rms:
+        groups.append(E.parse_grad_rms_flags(grad_rms))
+    samples = E.merge_samples(*groups)
+    source = str(grads) if grads is not None else "--grad-rms"
+    notes = []
+    if target_width is None:
+        target_width = max(max(s.widths) for s in samples.values())
+        notes.append(f"no --target-width: predicting at the largest measured width, {target_width:,.0f}")
+    ctx = E.Context(eps=eps, safe_ratio=safe, target_width=target_width, base_width=base_width,
+                    state_dtype=state_dtype, param=param, optim=optim, min_eps=min_eps, notes=notes)
+    report = E.analyze(samples, ctx, ratios, confidence, source)
+    if plot is not None:
+        _plot(report, samples, plot)
+        report["plot"] = str(plot)
+    if json_out:
+        print_json(report)
+    else:
+        _render(report)
+
+
+def _render(report: dict) -> None:
+    keys = [f"{t:g}" for t in report["thresholds"]]
+    dtype = report["state_dtype"]
+    table = Table(title=f"eps = {report['eps']:.0e} ({report['optimizer']}"
+                        + (f", {report['parameterization']}" if report["parameterization"] else "")
+                        + f"): eps/√v per layer at width {report['target_width']:,.0f}", padding=(0, 1))
+    table.add_column("layer", overflow="fold")
+    table.add_column("type")
+    for col in ("g meas.", "g thy", "ε/√v", "LR×", *(f"n@{float(k):.0%}" for k in keys), f"v<{dtype}"):
+        table.add_column(col, justify="right")
+    table.add_column("advice")
+    for L in report["layers"].values():
+        if L["g_measured"] is None:
+            g_meas = "1 width"
+        else:
+            ci = L["g_measured_ci"]
+            g_meas = f"{L['g_measured']:.3g}" + (f"±{(ci[1] - ci[0]) / 2:.2g}" if ci else "")
+            if L["g_agrees_with_theory"] is False:
+                g_meas = f"[red]{g_meas}≠[/red]"
+        g_th = "—" if L["g_theory"] is None else f"{L['g_theory']:g}" + ("*" if L["exponent_source"] == "theory" else "")
+        t = L["target"]
+        table.add_row(L["layer"], L["layer_type"][:5], g_meas, g_th, f"{t['eps_ratio']:.2g}", f"{t['lr_factor']:.2g}",
+                      *(_width(L["underflow_width"][k]) for k in keys), _width(L["v_underflow_width"][dtype]),
+                      L["recommendation"]["action"])
+    console.print(table)
+    rec = report["recommendation"]
+    console.print(f"[bold]Recommendation: {rec['action']}[/bold] — {rec['reason']}")
+    if rec.get("command"):
+        console.print(f"  {rec['command']}", soft_wrap=True)
+    if rec["action"] != "adam-atan2":
+        console.print("  Alternative without epsilon: Adam-atan2 (paper C.5), --optim adam-atan2.")
+    console.print(f"[dim]g meas.: fitted exponent ± half its {report['confidence']:.0%} interval (≠: theory outside it); "
+                  f"g thy*: theory exponent used to extrapolate; n@r: width where eps/√v reaches r; "
+                  f"LR×: effective LR factor √v/(√v+eps) at the target[/dim]")
+    for note in report["notes"]:
+        console.print(f"[dim]note: {note}[/dim]")
+    if report.get("plot"):
+        console.print(f"wrote {report['plot']}")
+
+
+def _plot(report: dict, samples: dict, path: Path) -> None:
+    """Gradient scale vs width per layer (log–log), the eps/ratio lines and the crossings."""
+    from scaleadvise.errors import UserError
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("--plot needs matplotlib: pip install 'scaleadvise[plot]'") from None
+    import numpy as np
+
+    from scaleadvise.epsilon import GradientLaw
+
+    eps, layers = report["eps"], report["layers"]
+    keys = [f"{t:g}" for t in report["thresholds"]]
+    measured = [w for s in samples.values() for w in s.widths]
+    finite = [w for L in layers.values() for w in L["underflow_width"].values() if w is not None and math.isfinite(w)]
+    lo = min(measured) / 2
+    hi = max([report["target_width"], *measured, *[w for w in finite if w < 1e3 * max(measured)]]) * 2
+    grid = np.geomspace(lo, hi, 200)
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    cmap = {"embedding": plt.cm.Greens, "hidden": plt.cm.Blues, "readout": plt.cm.Oranges}
+    by_type: dict[str, int] = {}
+    for L in layers.values():
+        by_type[L["layer_type"]] = by_type.get(L["layer_type"], 0) + 1
+    seen: dict[str, int] = {}
+    for name, L in layers.items():
+        k = seen[L["layer_type"]] = seen.get(L["layer_type"], 0) + 1
+        color = cmap[L["layer_type"]](0.45 + 0.5 * k / by_type[L["layer_type"]])
+        s = samples[name]
+        law = GradientLaw(g=L["g_used"], log_c=math.log(L["target"]["sqrt_v"]) + L["g_used"] * math.log(report["target_width"]))
+        ax.scatter(s.widths, s.scale, s=14, color=color, alpha=0.6, zorder=3)
+        style = "-" if L["exponent_source"] == "measured" else ":"
+        label = f"{name} (g={L['g_used']:.2f}{', theory' if L['exponent_source'] == 'theory' else ''})"
+        ax.plot(grid, [law.at(n) for n in grid], style, color=color, lw=1.4, label=label if len(layers) <= 12 else None)
+        for key, marker in zip(keys, "o^s*Dv"):
+            w = L["underflow_width"][key]
+            if w is not None and math.isfinite(w) and lo <= w <= hi:
+                ax.plot([w], [eps / float(key)], marker, color=color, ms=7, mec="black", mew=0.6, zorder=4)
+    if len(layers) > 12:
+        for kind, n in by_type.items():
+            ax.plot([], [], color=cmap[kind](0.8), label=f"{kind} ({n} tensors)")
+    for key, shade in zip(keys, np.linspace(0.75, 0.2, len(keys))):
+        ax.axhline(eps / float(key), color=str(shade), ls="--", lw=1,
+                   label=f"eps/sqrt(v) = {float(key):.0%} (sqrt(v) = {eps / float(key):.0e})")
+    ax.axvline(report["target_width"], color="crimson", lw=1, ls="-.", label=f"target width {report['target_width']:,.0f}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("width n")
+    ax.set_ylabel("sqrt(v) RMS (or grad RMS)")
+    ax.set_title(f"Adam eps = {eps:.0e}: where eps meets sqrt(v) (markers: predicted crossing widths)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def check_plot_path(path: Path) -> None:
+    """Fail before any work when the plot cannot be written."""
+    from scaleadvise.errors import UserError
+
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise UserError(f"--plot {path}: directory {parent} does not exist")
+    if Path(path).is_dir():
+        raise UserError(f"--plot {path}: is a directory, expected a .png file name")
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure atomically (temp file in the same directory + os.replace)."""
+    import os
+    import tempfile
+
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(suffix=path.suffix or ".png", dir=str(path.resolve().parent))
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=130)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)

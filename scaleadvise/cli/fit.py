@@ -1,0 +1,3 @@
+"""`scaleadvise fit` (being written)."""
+
+from scaleadvise.cli.app import app  # noqa: F401

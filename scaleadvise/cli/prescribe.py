@@ -1,0 +1,151 @@
+"""`scaleadvise prescribe`: every per-layer hyperparameter at a target width."""
+
+import re
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from scaleadvise.cli.app import app
+from scaleadvise.cli.common import ALIGN_HELP, OMEGA_READOUT_HELP, OPTIM_HELP, PARAM_HELP, fmt, power
+from scaleadvise.cli.render import console, print_json, print_yaml
+
+EXAMPLES = """
+Examples:
+
+  scaleadvise prescribe --param stp --optim adam --width 16384
+
+  scaleadvise prescribe --param mup --optim sgd --width 4096 --alignment none --model nanodo --json
+
+  scaleadvise prescribe --param mfp --optim adam --width 8192 --eps per-layer --base-eps 1e-9
+
+  scaleadvise prescribe --param custom --a 0,0.5,0.5 --b 0,0,0 --optim adam --width 2048
+
+  scaleadvise prescribe --param stp --optim adam --width 4096 --constants paper --base-lr 2e-4
+"""
+
+
+def _eps_arg(value: Optional[str]) -> float | str | None:
+    from scaleadvise.errors import UserError
+
+    if value is None:
+        return None
+    if value.strip().lower() in ("per-layer", "perlayer", "per_layer"):
+        return "per-layer"
+    try:
+        return float(value)
+    except ValueError:
+        raise UserError(f"--eps: expected a number or 'per-layer', got {value!r}") from None
+
+
+@app.command(epilog=EXAMPLES)
+def prescribe(
+    param: Annotated[str, typer.Option("--param", "-p", help=PARAM_HELP)] = "stp",
+    optim: Annotated[str, typer.Option("--optim", "-o", help=OPTIM_HELP)] = "adam",
+    width: Annotated[int, typer.Option("--width", "-w", help="Target width n (d_model).")] = 16384,
+    base_width: Annotated[int, typer.Option(help="Base width b where base_lr and gamma were tuned (§4.2.1).")] = 1024,
+    base_lr: Annotated[float, typer.Option(help="Learning rate at the base width (beta_n of C.4).")] = 1e-3,
+    alignment: Annotated[str, typer.Option(help=ALIGN_HELP)] = "full",
+    omega_readout: Annotated[Optional[float], typer.Option(help=OMEGA_READOUT_HELP)] = None,
+    constants: Annotated[str, typer.Option(help="Per-layer LR constants gamma: default (all 1), paper (Table C3), or a YAML file.")] = "default",
+    eps: Annotated[Optional[str], typer.Option(help="Adam epsilon: a number, or 'per-layer' (eps_l = base_eps (n/b)^-g_l, §4.3). Default: Table C2.")] = None,
+    base_eps: Annotated[Optional[float], typer.Option(help="With --eps per-layer: epsilon at the base width.")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model preset (nanodo, gpt2, llama, mlp) or a YAML file.")] = "nanodo",
+    depth: Annotated[Optional[int], typer.Option(help="Override the model's depth.")] = None,
+    heads: Annotated[Optional[int], typer.Option(help="Number of heads (sets head_dim = width / heads).")] = None,
+    head_dim: Annotated[Optional[int], typer.Option(help="Override the head dimension.")] = None,
+    context: Annotated[Optional[int], typer.Option(help="Override the context length.")] = None,
+    vocab: Annotated[Optional[int], typer.Option(help="Override the vocabulary size.")] = None,
+    a: Annotated[Optional[str], typer.Option("--a", help="--param custom: a per layer type, EMB,HIDDEN,READOUT.")] = None,
+    b: Annotated[Optional[str], typer.Option("--b", help="--param custom: b per layer type, EMB,HIDDEN,READOUT.")] = None,
+    custom_file: Annotated[Optional[str], typer.Option(help="--param custom: YAML with a/b per layer type.")] = None,
+    sgd_readout: Annotated[str, typer.Option(help="SGD readout LR: 'preserve' (Table 1: largest that keeps other layers' LRs) or 'max'.")] = "preserve",
+    tensors: Annotated[bool, typer.Option("--tensors/--no-tensors", help="List every tensor (human output).")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the prescription as JSON (DESIGN.md contract).")] = False,
+    yaml_out: Annotated[bool, typer.Option("--yaml", help="Print the prescription as YAML.")] = False,
+) -> None:
+    """Prescribe init std, multiplier, learning rate and epsilon for every layer at --width.
+
+    Exponents are derived from the stability and nontriviality constraints of
+    Everett et al. (2024), Table 2 / Appendix B, for the chosen optimizer and
+    alignment; absolute values use base_lr at --base-width and the constants gamma.
+    """
+    from scaleadvise.errors import UserError
+    from scaleadvise.parameterizations import custom_parameterization, load_custom, parse_triple
+    from scaleadvise.prescribe import PrescribeRequest
+    from scaleadvise.prescribe import prescribe as run
+
+    custom = None
+    if param.strip().lower() == "custom":
+        if custom_file:
+            custom = load_custom(custom_file)
+        elif a and b:
+            custom = custom_parameterization(parse_triple(a, "--a"), parse_triple(b, "--b"))
+        else:
+            raise UserError("--param custom needs --a and --b (EMB,HIDDEN,READOUT) or --custom-file")
+    elif a or b or custom_file:
+        raise UserError("--a/--b/--custom-file only apply with --param custom")
+    if sgd_readout not in ("preserve", "max"):
+        raise UserError(f"--sgd-readout must be 'preserve' or 'max', got {sgd_readout!r}")
+    req = PrescribeRequest(
+        param=param, optim=optim, width=width, base_width=base_width, base_lr=base_lr, alignment=alignment,
+        omega_readout=omega_readout, constants=constants, eps=_eps_arg(eps), base_eps=base_eps, model=model,
+        depth=depth, heads=heads, head_dim=head_dim, context=context, vocab=vocab, custom=custom,
+        sgd_readout=sgd_readout,  # type: ignore[arg-type]
+        command="scaleadvise " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
+    )
+    doc = run(req)
+    if json_out:
+        print_json(doc)
+    elif yaml_out:
+        print_yaml(doc)
+    else:
+        render(doc, show_tensors=tensors)
+
+
+def render(doc: dict, show_tensors: bool = True) -> None:
+    m = doc["model"]
+    al = doc["alignment"]
+    console.print(
+        f"[bold]{doc['parameterization']}[/] + [bold]{doc['optimizer']}[/] at width [bold]{doc['width']:,}[/] "
+        f"(base {doc['base_width']:,}, base LR {fmt(doc['base_lr'])}); model {m['name']} "
+        f"({m['parameters']:,} parameters, depth {m['depth']}); alignment alpha={al['alpha']:g} "
+        f"omega={al['omega']:g} u={al['u']:g} omega_readout={al['omega_readout']:g}"
+    )
+    table = Table(title="Per layer type (exponents as powers of n; values at the target width)")
+    for col in ("layer", "mult ∝", "std ∝", "LR ∝", "grad ∝", "gamma", "multiplier", "init std", "LR", "eps"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for t, v in doc["layers"].items():
+        table.add_row(t, power(v["a"]), power(v["b"]), power(v["c"]), power(v["g"]), fmt(v["gamma"]),
+                      fmt(v["multiplier"]), fmt(v["init_std"]), fmt(v["lr"]), fmt(v["eps"]))
+    console.print(table)
+    for t, v in doc["layers"].items():
+        console.print(f"  [dim]{t} LR: {v['why']}[/]")
+    verdict = " ".join(f"{k}={'yes' if doc[k] else 'NO'}" for k in ("stable", "nontrivial", "feature_learning"))
+    console.print(f"verdict: {verdict}; attention logits x {'1/sqrt(head_dim)' if doc['attention_scale'] == 'sqrt' else '1/head_dim'}; "
+                  f"gamma: {doc['constants_source']}")
+    for v in doc["violations"]:
+        console.print(f"[red]violated[/] {v['layer']}: {v['constraint']} (short by {v['shortfall']:g})")
+    for note in doc["notes"]:
+        console.print(f"[yellow]note[/]: {note}")
+    if show_tensors and doc.get("tensors"):
+        console.print(_tensor_table(doc["tensors"]))
+
+
+def _tensor_table(tensors: list[dict]) -> Table:
+    """One row per distinct tensor; repeated blocks collapse to ``blocks.*.name x depth``."""
+    rows: dict[str, list] = {}
+    for t in tensors:
+        key = re.sub(r"\.(\d+)\.", ".*.", t["name"], count=1)
+        if key in rows:
+            rows[key][1] += 1
+        else:
+            rows[key] = [t, 1]
+    table = Table(title="Per tensor")
+    for col in ("tensor", "count", "type", "shape", "init", "std/value", "multiplier", "LR", "eps"):
+        table.add_column(col, justify="left" if col in ("tensor", "type", "init") else "right")
+    for key, (t, count) in rows.items():
+        table.add_row(key, str(count), t["layer_type"], "x".join(map(str, t["shape"])), t["init"],
+                      fmt(t["init_std"]), fmt(t["multiplier"]), fmt(t["lr"]), fmt(t["eps"]))
+    return table

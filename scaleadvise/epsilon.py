@@ -1,0 +1,513 @@
+"""When Adam's epsilon swamps the gradients, per layer (Everett et al. 2024, §4.3, App. F).
+
+Adam's update is lr · m / (sqrt(v) + eps). Gradients shrink with width at a per-layer
+rate, grad ~ n^-g_l (Table 1's gradient column, B.7), so for any constant eps there
+is a width past which eps dominates sqrt(v) and Adam silently becomes SGD with a
+tiny LR (§4.3). This module
+
+* fits the measured gradient scale per layer, s_l(n) = C_l · n^-g_l, by log–log
+  least squares with a t-interval on g (rows at several steps/seeds are replicates);
+* predicts the width at which eps/s_l(n) reaches given ratios (1%, 10%, 100%), in
+  closed form in log space, and the effective LR factor s/(s + eps) at a target width;
+* predicts the width at which v = s² itself falls below the smallest normal number of
+  the optimizer-state dtype, where no epsilon choice helps;
+* recommends, per layer and overall: keep the constant, a smaller constant, per-layer
+  epsilon eps_l = base_eps · (n/b)^-g_l (§4.3, eq. in §4.3; Yang & Littwin 2023), or
+  Adam-atan2 (C.5), with the reason.
+
+s is the RMS of sqrt(v) when measured (``sqrt_v_rms``), else the gradient RMS: v is an
+average of g², so its square root tracks the gradient RMS.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from scaleadvise.errors import UserError
+
+DEFAULT_THRESHOLDS: tuple[float, ...] = (0.01, 0.1, 1.0)
+# Smallest *normal* number of each optimizer-state dtype. bf16 keeps fp32's 8-bit
+# exponent (same range, fewer mantissa bits); fp16 has a 5-bit exponent, 2^-14 ≈ 6.1e-5
+# (numpy.finfo(float16).tiny; torch.finfo(bfloat16).tiny == 2^-126).
+SMALLEST_NORMAL: dict[str, float] = {"fp32": 2.0**-126, "bf16": 2.0**-126, "fp16": 2.0**-14}
+# The smallest constant eps the paper found to help rather than hurt (§4.3, F2: 1e-15
+# improves NTK/MFP; F1: 1e-30 harms every parameterization at D = 16384).
+SMALLEST_TESTED_EPS = 1e-15
+ADAM_STYLE_OPTIMIZERS = ("adam", "adamw", "adam-ps")
+NO_EPS_OPTIMIZERS = ("sgd", "adam-atan2", "lion", "sign-sgd")
+
+
+# --------------------------------------------------------------------------- power laws
+
+
+@dataclass(frozen=True)
+class GradientLaw:
+    """s(n) = exp(log_c) · n^-g: a per-layer gradient (or sqrt(v)) scale vs width."""
+
+    g: float
+    log_c: float
+    g_ci: tuple[float, float] | None = None  # interval on g; None with too few points
+    source: str = "measured"  # "measured" (fitted g) or "theory" (g from Table 1, one width)
+
+    def at(self, n: float) -> float:
+        return math.exp(self.log_c - self.g * math.log(n))
+
+    def width_where(self, level: float) -> float:
+        """The width n with s(n) = level, solved in log space: ln n = (ln C - ln level) / g.
+
+        inf when s never falls to ``level`` as width grows (g < 0, or g = 0 with s
+        above it); 0 when g = 0 and s is already at or below it.
+        """
+        gap = self.log_c - math.log(level)  # ln s(1) - ln level
+        if self.g <= 0:  # s never shrinks with width
+            return 0.0 if (self.g == 0 and gap <= 0) else math.inf
+        exponent = gap / self.g
+        return math.exp(exponent) if exponent < 709 else math.inf
+
+
+def fit_gradient_law(widths: Sequence[float], values: Sequence[float], confidence: float = 0.95) -> "GradientLaw":
+    """Log–log least squares of values ∝ widths^-g with a Student-t interval on g.
+
+    Every row is one point: several steps or seeds at a width are replicates, so the
+    interval reflects their spread (the shared fit of ``scaleadvise.powerlaw``). Needs
+    two distinct widths; the interval needs a third point.
+    """
+    from scaleadvise.powerlaw import fit_power_law
+
+    law = fit_power_law(widths, values)
+    if law is None:
+        raise ValueError("a power-law fit needs at least two distinct widths")
+    k_ci = law.k_interval(confidence)
+    ci = None if k_ci is None else (-k_ci[1], -k_ci[0])  # g = -k: the interval flips
+    return GradientLaw(g=-law.k, log_c=law.log2_c * math.log(2.0), g_ci=ci, source="measured")
+
+
+def anchored_gradient_law(width: float, values: Sequence[float], g: float) -> GradientLaw:
+    """A law with exponent g (from theory) through the geometric mean of values at one width."""
+    log_mean = sum(math.log(v) for v in values) / len(values)
+    return GradientLaw(g=g, log_c=log_mean + g * math.log(width), g_ci=None, source="theory")
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+def eps_ratio(law: GradientLaw, eps: float, n: float) -> float:
+    """eps / sqrt(v) at width n."""
+    return eps / law.at(n)
+
+
+def crossing_width(law: GradientLaw, eps: float, ratio: float) -> float:
+    """Width at which eps reaches ``ratio`` × sqrt(v): s(n) = eps / ratio."""
+    return law.width_where(eps / ratio)
+
+
+def lr_factor(ratio: float) -> float:
+    """Effective LR multiplier of update ≈ lr·m/(sqrt(v)+eps) vs eps = 0: s/(s+eps) = 1/(1+ratio)."""
+    return 1.0 / (1.0 + ratio)
+
+
+def v_underflow_width(law: GradientLaw, dtype: str) -> float:
+    """Width at which v = s² drops below the dtype's smallest normal number (s < sqrt(tiny))."""
+    return law.width_where(math.sqrt(SMALLEST_NORMAL[dtype]))
+
+
+def floor_power_of_ten(x: float) -> float:
+    return 10.0 ** math.floor(math.log10(x))
+
+
+def floor_one_digit(x: float) -> float:
+    """Round down to one significant digit (3.7e-12 -> 3e-12): a base eps a person can type."""
+    e = 10.0 ** math.floor(math.log10(x))
+    return float(f"{math.floor(x / e * (1 + 1e-12)) * e:.0e}")
+
+
+def per_layer_base_eps(
+    laws: Mapping[str, GradientLaw],
+    g_theory: Mapping[str, float],
+    eps: float,
+    safe_ratio: float,
+    base_width: float,
+    target_width: float,
+) -> float:
+    """Base eps X for eps_l(n) = X · (n/b)^-g_l (theory g, as `prescribe --eps per-layer`).
+
+    Keeps each layer's eps/sqrt(v) no larger than the ratio measured at the base width
+    with the current eps (known to train), and never above ``safe_ratio``, everywhere in
+    [b, target]. With the measured g equal to theory the ratio is constant and
+    X = min(eps, safe_ratio · min_l s_l(b)); otherwise the drift (n/b)^(g_meas - g_theory)
+    is covered up to the target. The ratio is monotone in n, so the ends suffice.
+    """
+    bound = math.inf
+    for name, law in laws.items():
+        keep = min(eps_ratio(law, eps, base_width), safe_ratio)
+        for n in (base_width, max(target_width, base_width)):
+            bound = min(bound, keep * law.at(n) * (n / base_width) ** g_theory[name])
+    return bound
+
+
+# --------------------------------------------------------------------------- recommendation
+
+
+@dataclass
+class Recommendation:
+    action: str  # "keep" | "smaller-constant" | "per-layer" | "adam-atan2"
+    reason: str
+    eps: float | None = None  # the constant to use (keep / smaller-constant)
+    base_eps: float | None = None  # per-layer
+    safe_up_to_width: float | None = None
+    command: str | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Context:
+    """What every recommendation needs besides the fitted laws."""
+
+    eps: float
+    safe_ratio: float
+    target_width: float
+    base_width: float
+    state_dtype: str = "fp32"
+    param: str | None = None
+    optim: str = "adam"
+    min_eps: float = SMALLEST_TESTED_EPS
+    notes: list[str] = field(default_factory=list)
+
+
+def _fmt_w(n: float) -> str:
+    if not math.isfinite(n):
+        return "any width"
+    return f"{n:,.0f}" if n >= 1 else f"{n:.2g}"
+
+
+def prescribe_command(ctx: Context, base_eps: float) -> str | None:
+    if ctx.param is None:
+        return None
+    return (f"scaleadvise prescribe --param {ctx.param} --optim {ctx.optim} --width {ctx.target_width:.0f} "
+            f"--base-width {ctx.base_width:.0f} --eps per-layer --base-eps {base_eps:.0e}")
+
+
+def recommend(
+    laws: Mapping[str, GradientLaw],
+    g_theory: Mapping[str, float] | None,
+    ctx: Context,
+    disagree: Sequence[str] = (),
+) -> Recommendation:
+    """Keep, a smaller constant, per-layer eps or Adam-atan2 for a set of layers (one or all).
+
+    Order of preference: the least change that keeps eps/sqrt(v) <= safe_ratio at the
+    target on every layer. A smaller constant only down to ``min_eps`` (the paper's
+    tested 1e-15: smaller ones destabilize training, F1). Per-layer eps needs the
+    parameterization (its g_l, §4.3). Adam-atan2 (C.5) removes eps entirely; it is the
+    answer when v itself underflows the state dtype (no eps fixes a v of 0 — Adam-atan2
+    is scale-invariant, so the loss can be scaled up to lift v back into range) or
+    when neither of the others applies.
+    """
+    names = list(laws)
+    t, r = ctx.target_width, ctx.safe_ratio
+    safe_width = min(crossing_width(laws[k], ctx.eps, r) for k in names)
+    worst = max(names, key=lambda k: eps_ratio(laws[k], ctx.eps, t))
+    worst_ratio = eps_ratio(laws[worst], ctx.eps, t)
+    v_width = min(v_underflow_width(laws[k], ctx.state_dtype) for k in names)
+    who = "" if len(names) == 1 else f" ({worst})"
+    if v_width <= t:
+        return Recommendation(
+            "adam-atan2",
+            f"v = g² falls below the smallest normal {ctx.state_dtype} number at width {_fmt_w(v_width)} "
+            f"<= {_fmt_w(t)}: no epsilon fixes an underflowed v; Adam-atan2 (C.5) is scale-invariant, so "
+            f"scale the loss up to lift v into range (or keep the optimizer state in fp32)",
+            safe_up_to_width=safe_width,
+        )
+    if worst_ratio <= r:
+        return Recommendation(
+            "keep",
+            f"eps = {ctx.eps:.0e} stays below {r:.0%} of sqrt(v) up to width {_fmt_w(safe_width)}"
+            f"{who}, beyond the target {_fmt_w(t)} (LR reduced by at most {1 - lr_factor(worst_ratio):.2%})",
+            eps=ctx.eps, safe_up_to_width=safe_width,
+        )
+    over = (f"at width {_fmt_w(t)} eps = {ctx.eps:.0e} is {worst_ratio:.3g}× sqrt(v){who}, "
+            f"cutting its effective LR to {lr_factor(worst_ratio):.3g}× (safe only up to width {_fmt_w(safe_width)})")
+    needed = r * min(laws[k].at(t) for k in names)
+    smaller = floor_power_of_ten(needed)
+    if smaller >= ctx.min_eps:
+        return Recommendation(
+            "smaller-constant",
+            f"{over}; eps = {smaller:.0e} keeps it below {r:.0%} at the target and is no smaller than "
+            f"{ctx.min_eps:.0e}, the smallest constant the paper found safe (§4.3, App. F)",
+            eps=smaller, safe_up_to_width=min(crossing_width(laws[k], smaller, r) for k in names),
+        )
+    if g_theory is not None:
+        base = floor_one_digit(per_layer_base_eps(laws, g_theory, ctx.eps, r, ctx.base_width, t))
+        caveat = ""
+        if disagree:
+            caveat = (f"; measured g disagrees with theory for {', '.join(disagree)}: this base eps covers "
+                      f"the drift up to width {_fmt_w(t)} only")
+        return Recommendation(
+            "per-layer",
+            f"{over}; a constant would have to be {needed:.1e} (< {ctx.min_eps:.0e}, too small, App. F); "
+            f"eps_l = base_eps·(n/{ctx.base_width:.0f})^-g_l (§4.3) with base_eps = {base:.0e} keeps "
+            f"eps/sqrt(v) at the measured ratio (at most {r:.0%}){caveat}; or use Adam-atan2 (C.5)",
+            base_eps=base, safe_up_to_width=safe_width, command=prescribe_command(ctx, base),
+        )
+    return Recommendation(
+        "adam-atan2",
+        f"{over}; a constant would have to be {needed:.1e} (< {ctx.min_eps:.0e}, too small, App. F) and "
+        f"per-layer epsilon needs the parameterization's g_l (pass --param); Adam-atan2 (C.5) has no epsilon",
+        safe_up_to_width=safe_width,
+    )
+
+
+# --------------------------------------------------------------------------- theory exponents
+
+
+def theory_gradient_exponents(param: str) -> dict[str, float]:
+    """g per layer type at init for a named parameterization (Table 1 'Gradient', B.7).
+
+    These are the exponents `prescribe --eps per-layer` scales epsilon with (§4.3).
+    """
+    from scaleadvise.parameterizations import get_parameterization
+    from scaleadvise.theory import gradient_exponents
+
+    p = get_parameterization(param)
+    return dict(gradient_exponents(p.a, p.b))
+
+
+def check_optimizer(optim: str) -> str:
+    """Epsilon analysis applies to Adam-style eps added to sqrt(v)."""
+    from scaleadvise.theory import optimizer_family
+
+    key = optim.strip().lower().replace("_", "-")
+    optimizer_family(key)  # unknown names -> UserError listing the known ones
+    if key in NO_EPS_OPTIMIZERS:
+        raise UserError(f"--optim: {key} has no epsilon in its update; nothing to predict (use adam, adamw or adam-ps)")
+    if key not in ADAM_STYLE_OPTIMIZERS:
+        raise UserError(f"--optim: {key} adds epsilon to g² rather than sqrt(v); this analysis covers adam, adamw, adam-ps")
+    return key
+
+
+# --------------------------------------------------------------------------- input
+
+
+@dataclass
+class LayerSamples:
+    """Every measurement of one layer (tensor name or layer type)."""
+
+    name: str
+    layer_type: str
+    widths: list[float] = field(default_factory=list)
+    grad_rms: list[float] = field(default_factory=list)
+    sqrt_v_rms: list[float | None] = field(default_factory=list)
+
+    @property
+    def scale_column(self) -> str:
+        """sqrt_v_rms when every row has it (it is what eps is added to), else grad_rms."""
+        have = self.sqrt_v_rms and all(v is not None for v in self.sqrt_v_rms)
+        return "sqrt_v_rms" if have else "grad_rms"
+
+    @property
+    def scale(self) -> list[float]:
+        return list(self.sqrt_v_rms) if self.scale_column == "sqrt_v_rms" else list(self.grad_rms)  # type: ignore[arg-type]
+
+
+def gradient_columns() -> list:
+    from scaleadvise.tables import Column
+
+    return [
+        Column("width", ("d_model", "model_dim", "n", "dim"), positive=True),
+        Column("layer", ("tensor", "name", "param", "parameter"), numeric=False),
+        Column("grad_rms", ("grad", "grad_norm_rms", "gradient_rms"), positive=True),
+        # Missing cells mean "not measured" (e.g. SGD rows); that layer falls back to grad_rms.
+        Column("sqrt_v_rms", ("sqrtv_rms", "sqrt_v", "v_sqrt_rms"), required=False, positive=True,
+               allow_nonfinite=True),
+        Column("step", ("iteration", "iter"), required=False),
+    ]
+
+
+def layer_type_of(name: str, where: str) -> str:
+    """A layer type or tensor name -> layer type (the model's classification), else UserError."""
+    from scaleadvise.model import classify_tensor_name
+
+    kind = classify_tensor_name(name)
+    if kind is None:
+        raise UserError(
+            f"{where}: unknown layer {name!r}; use a layer type (embedding, hidden, readout) or a tensor "
+            f"name such as embed.tokens, blocks.0.mlp.up, readout"
+        )
+    return kind
+
+
+def load_gradients(path: str, overrides: Mapping[str, str | None] | None = None) -> dict[str, LayerSamples]:
+    """Read a gradient table (DESIGN.md: width, layer, grad_rms, optional sqrt_v_rms, step)."""
+    import numpy as np
+
+    from scaleadvise.tables import read_table
+
+    table = read_table(path, gradient_columns(), overrides)
+    frame = table.frame
+    has_v = "sqrt_v_rms" in frame.columns
+    if has_v:
+        v = frame["sqrt_v_rms"].to_numpy(dtype=float)
+        inf = np.isinf(v)
+        if inf.any():
+            i = int(np.flatnonzero(inf)[0])
+            raise UserError(f"{path}: line {i + 2}, column 'sqrt_v_rms': {v[i]} is not finite")
+    layers: dict[str, LayerSamples] = {}
+    for i, (width, layer, grad) in enumerate(zip(frame["width"], frame["layer"], frame["grad_rms"])):
+        name = "" if layer is None or (isinstance(layer, float) and math.isnan(layer)) else str(layer).strip()
+        if not name:
+            raise UserError(f"{path}: line {i + 2}, column 'layer': empty layer name")
+        if name not in layers:
+            layers[name] = LayerSamples(name, layer_type_of(name, f"{path}: line {i + 2}, column 'layer'"))
+        s = layers[name]
+        s.widths.append(float(width))
+        s.grad_rms.append(float(grad))
+        sv = float(frame["sqrt_v_rms"].iat[i]) if has_v else math.nan
+        s.sqrt_v_rms.append(None if math.isnan(sv) else sv)
+    return layers
+
+
+def parse_grad_rms_flags(values: Sequence[str]) -> dict[str, LayerSamples]:
+    """``--grad-rms LAYER=VALUE@WIDTH`` (repeatable) -> samples per layer."""
+    layers: dict[str, LayerSamples] = {}
+    for text in values:
+        where = f"--grad-rms {text!r}"
+        name, eq, rest = text.partition("=")
+        value, at, width = rest.partition("@")
+        if not (eq and at and name.strip()):
+            raise UserError(f"{where}: expected LAYER=VALUE@WIDTH, e.g. hidden=3e-7@1024")
+        try:
+            v, n = float(value), float(width)
+        except ValueError:
+            raise UserError(f"{where}: VALUE and WIDTH must be numbers, e.g. hidden=3e-7@1024") from None
+        if not (math.isfinite(v) and v > 0):
+            raise UserError(f"{where}: the gradient RMS must be a finite number > 0")
+        if not (math.isfinite(n) and n >= 1):
+            raise UserError(f"{where}: the width must be a number >= 1")
+        key = name.strip()
+        if key not in layers:
+            layers[key] = LayerSamples(key, layer_type_of(key, where))
+        layers[key].widths.append(n)
+        layers[key].grad_rms.append(v)
+        layers[key].sqrt_v_rms.append(None)
+    return layers
+
+
+def merge_samples(*groups: Mapping[str, LayerSamples]) -> dict[str, LayerSamples]:
+    out: dict[str, LayerSamples] = {}
+    for group in groups:
+        for name, s in group.items():
+            if name not in out:
+                out[name] = LayerSamples(name, s.layer_type)
+            out[name].widths += s.widths
+            out[name].grad_rms += s.grad_rms
+            out[name].sqrt_v_rms += s.sqrt_v_rms
+    return out
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def _threshold_key(t: float) -> str:
+    return f"{t:g}"
+
+
+def layer_law(s: LayerSamples, g_theory: float | None, source: str, confidence: float) -> tuple[GradientLaw, GradientLaw | None]:
+    """(law used for predictions, fit of grad_rms or None) for one layer.
+
+    One width: no exponent can be measured; extrapolate with the theory's g (Table 1)
+    when the parameterization is known, otherwise say what to pass.
+    """
+    if len(set(s.widths)) >= 2:
+        grad_fit = fit_gradient_law(s.widths, s.grad_rms, confidence)
+        scale_fit = grad_fit if s.scale_column == "grad_rms" else fit_gradient_law(s.widths, s.scale, confidence)
+        return scale_fit, grad_fit
+    if g_theory is None:
+        raise UserError(
+            f"{source}: layer {s.name!r} was measured at one width ({s.widths[0]:g}) only, so no exponent can be "
+            f"fitted; pass --param (stp, ntk, mup, mfp, umup) to extrapolate with the theory's gradient exponent, "
+            f"or measure a second width"
+        )
+    return anchored_gradient_law(s.widths[0], s.scale, g_theory), None
+
+
+def analyze(
+    samples: Mapping[str, LayerSamples],
+    ctx: Context,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    confidence: float = 0.95,
+    source: str = "input",
+) -> dict:
+    """The whole `scaleadvise epsilon` report as a JSON-ready dict (DESIGN.md contract)."""
+    if not samples:
+        raise UserError(f"{source}: no gradient measurements (give a table or --grad-rms LAYER=VALUE@WIDTH)")
+    g_by_type = theory_gradient_exponents(ctx.param) if ctx.param else None
+    laws: dict[str, GradientLaw] = {}
+    g_theory: dict[str, float] = {}
+    layers: dict[str, dict] = {}
+    disagree: list[str] = []
+    for name, s in samples.items():
+        g_th = None if g_by_type is None else g_by_type[s.layer_type]
+        law, grad_fit = layer_law(s, g_th, source, confidence)
+        laws[name] = law
+        if g_th is not None:
+            g_theory[name] = g_th
+        ci = None if grad_fit is None else grad_fit.g_ci
+        agrees = None if (ci is None or g_th is None) else bool(ci[0] - 1e-12 <= g_th <= ci[1] + 1e-12)
+        if agrees is False:
+            disagree.append(name)
+        t = ctx.target_width
+        ratio_t = eps_ratio(law, ctx.eps, t)
+        layers[name] = {
+            "layer": name,
+            "layer_type": s.layer_type,
+            "widths": sorted(set(s.widths)),
+            "n_points": len(s.widths),
+            "scale_column": s.scale_column,
+            "exponent_source": law.source,
+            "g_measured": None if grad_fit is None else grad_fit.g,
+            "g_measured_ci": None if ci is None else list(ci),
+            "g_theory": g_th,
+            "g_agrees_with_theory": agrees,
+            "g_used": law.g,
+            "sqrt_v_at_base_width": law.at(ctx.base_width),
+            "eps_ratio_at_base_width": eps_ratio(law, ctx.eps, ctx.base_width),
+            "underflow_width": {_threshold_key(r): crossing_width(law, ctx.eps, r) for r in thresholds},
+            "v_underflow_width": {d: v_underflow_width(law, d) for d in SMALLEST_NORMAL},
+            "target": {"width": t, "sqrt_v": law.at(t), "eps_ratio": ratio_t, "lr_factor": lr_factor(ratio_t)},
+        }
+    for name in layers:
+        one_th = {name: g_theory[name]} if name in g_theory else None
+        rec = recommend({name: laws[name]}, one_th, ctx, [name] if name in disagree else [])
+        layers[name]["recommendation"] = rec.as_dict()
+    overall = recommend(laws, g_theory if g_by_type is not None else None, ctx, disagree)
+    notes = list(ctx.notes)
+    theory_layers = [k for k, v in layers.items() if v["exponent_source"] == "theory"]
+    if theory_layers:
+        notes.append(f"measured at one width: {', '.join(theory_layers)} extrapolated with the theory's g "
+                     f"for {ctx.param} (Table 1 gradient column, B.7), not a measured exponent")
+    for name in disagree:
+        L = layers[name]
+        lo, hi = L["g_measured_ci"]
+        notes.append(f"{name}: measured g = {L['g_measured']:.3g} [{lo:.3g}, {hi:.3g}] disagrees with the "
+                     f"theory's g = {L['g_theory']:g} for {ctx.param}")
+    return {
+        "eps": ctx.eps,
+        "optimizer": ctx.optim,
+        "parameterization": ctx.param,
+        "base_width": ctx.base_width,
+        "target_width": ctx.target_width,
+        "thresholds": list(thresholds),
+        "safe_ratio": ctx.safe_ratio,
+        "state_dtype": ctx.state_dtype,
+        "confidence": confidence,
+        "g_theory_by_type": g_by_type,
+        "layers": layers,
+        "earliest_underflow_width": {
+            _threshold_key(r): min(L["underflow_width"][_threshold_key(r)] for L in layers.values())
+            for r in thresholds
+        },
+        "recommendation": overall.as_dict(),
+        "notes": notes,
+    }

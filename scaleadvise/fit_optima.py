@@ -1,0 +1,226 @@
+"""The optimum and the largest stable LR of each width's sweep, vectorized.
+
+A group's runs are laid out on a dense grid: one row per width, one column per
+learning rate (the union of LRs swept at any width), each cell the mean loss of
+the seeds run there. Everything below works on arrays of shape (..., W, L) so
+the same code serves the one observed grid and thousands of bootstrap
+replicates at once (no Python loop over rows, widths or replicates).
+
+Per width (paper §4.2 and C.1):
+
+* the best observed LR: the paper's method, the argmin over the sweep;
+* a refined optimum: the vertex of a least-squares parabola of loss against
+  log2(lr) through the minimum and its stable neighbours within a factor of 2
+  (always at least one neighbour on each side), so a grid step of 2^0.5 no
+  longer quantises the exponent;
+* the largest stable LR, by the C.1 heuristic: an LR above the optimum is
+  unstable when its loss is NaN/inf or more than 20% above the minimum; the
+  largest stable LR is the last finite LR below the first unstable one.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+INSTABILITY_RATIO = 0.2  # paper C.1: "exceeds the minimum eval loss by more than 20%"
+REFINE_WINDOW = 1.0  # log2 units either side of the best LR used by the parabola
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One group's sweep as a dense (width x lr) grid of seed-averaged losses."""
+
+    widths: np.ndarray  # (W,) sorted
+    lrs: np.ndarray  # (L,) sorted union of swept LRs
+    loss: np.ndarray  # (W, L) mean over finite seeds; NaN where absent or any seed diverged
+    std: np.ndarray  # (W, L) seed standard deviation (NaN below two finite seeds)
+    runs: np.ndarray  # (W, L) number of runs (seeds) in the cell
+    diverged: np.ndarray  # (W, L) number of runs with NaN/inf loss
+    run_cell: np.ndarray  # (N,) flat cell index of each run, for resampling
+    run_loss: np.ndarray  # (N,) loss of each run
+
+    @property
+    def present(self) -> np.ndarray:
+        return self.runs > 0
+
+    @property
+    def log2_lr(self) -> np.ndarray:
+        return np.log2(self.lrs)
+
+
+def build_grid(width: np.ndarray, lr: np.ndarray, loss: np.ndarray) -> Grid:
+    """Aggregate runs (one final loss each) into the grid; seeds averaged, spread kept.
+
+    A cell with any diverged seed counts as diverged (NaN): C.1 treats NaNs as
+    instability, and an LR that diverges for some seeds is not one to launch at.
+    """
+    widths, wi = np.unique(width, return_inverse=True)
+    lrs, li = np.unique(lr, return_inverse=True)
+    n_cells = widths.size * lrs.size
+    cell = wi.ravel() * lrs.size + li.ravel()
+    finite = np.isfinite(loss)
+    lf = np.where(finite, loss, 0.0)
+    runs = np.bincount(cell, minlength=n_cells)
+    n_ok = np.bincount(cell, weights=finite, minlength=n_cells)
+    s1 = np.bincount(cell, weights=lf, minlength=n_cells)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_ok = s1 / n_ok
+        dev = np.where(finite, loss - mean_ok[cell], 0.0)
+        var = np.bincount(cell, weights=dev * dev, minlength=n_cells) / (n_ok - 1)
+    diverged = runs - n_ok.astype(np.int64)
+    mean = np.where((runs > 0) & (diverged == 0), mean_ok, np.nan)
+    std = np.where(n_ok >= 2, np.sqrt(var), np.nan)
+    shape = (widths.size, lrs.size)
+    return Grid(widths=widths, lrs=lrs, loss=mean.reshape(shape), std=std.reshape(shape),
+                runs=runs.reshape(shape), diverged=diverged.reshape(shape),
+                run_cell=cell, run_loss=np.asarray(loss, dtype=float))
+
+
+@dataclass(frozen=True)
+class Optima:
+    """Per-width results; every array has the grid's leading shape (..., W)."""
+
+    found: np.ndarray  # bool: some finite LR exists at this width
+    best: np.ndarray  # int index of the best observed LR
+    min_loss: np.ndarray
+    refined: np.ndarray  # bool: the parabola gave a vertex
+    log2_lr_refined: np.ndarray  # vertex, or the best observed log2 lr where not refined
+    loss_refined: np.ndarray
+    coef: np.ndarray  # (..., W, 3) parabola a + b d + c d^2 in d = log2 lr - log2 lr_best
+    window: np.ndarray  # (..., W, L) bool: the points the parabola used
+    max_stable: np.ndarray  # int index of the largest stable LR
+    censored: np.ndarray  # bool: no unstable LR above the optimum, so max_stable is a lower bound
+
+
+def _last_true(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the last True along the last axis, and whether there is one."""
+    last = mask.shape[-1] - 1 - np.argmax(mask[..., ::-1], axis=-1)
+    return last, mask.any(-1)
+
+
+def locate_optima(log2_lr: np.ndarray, loss: np.ndarray, present: np.ndarray,
+                  instability: float = INSTABILITY_RATIO, window: float = REFINE_WINDOW) -> Optima:
+    """Best, refined and largest stable LR for every width of every grid in ``loss``."""
+    finite = np.isfinite(loss)
+    present = np.broadcast_to(present, loss.shape)
+    L = loss.shape[-1]
+    idx = np.arange(L)
+    found = finite.any(-1)
+    best = np.argmin(np.where(finite, loss, np.inf), axis=-1)
+    min_loss = np.where(found, np.take_along_axis(loss, best[..., None], -1)[..., 0], np.nan)
+
+    # C.1: above the optimum, NaN/inf or > (1 + 20%) x minimum is unstable.
+    threshold = min_loss + instability * np.abs(min_loss)
+    above = idx > best[..., None]
+    with np.errstate(invalid="ignore"):
+        unstable = present & above & (~finite | (loss > threshold[..., None])) & found[..., None]
+    censored = ~unstable.any(-1)
+    first_unstable = np.where(censored, L, np.argmax(unstable, axis=-1))
+    stable = finite & (idx < first_unstable[..., None])
+    max_stable, _ = _last_true(stable)
+
+    # The parabola's window: stable points within `window` octaves of the best,
+    # plus the nearest stable neighbour on each side however far it is.
+    left, has_left = _last_true(stable & (idx < best[..., None]))
+    right = np.argmax(stable & above, axis=-1)
+    has_right = (stable & above).any(-1)
+    d = log2_lr - np.take(log2_lr, best)[..., None]
+    nearest = ((idx == left[..., None]) & has_left[..., None]) | ((idx == right[..., None]) & has_right[..., None])
+    win = stable & ((np.abs(d) <= window) | nearest)
+    can = found & has_left & has_right
+
+    w = win.astype(float)
+    y = np.where(win, loss, 0.0)
+    s = [(w * d**p).sum(-1) for p in range(5)]
+    t = [(y * d**p).sum(-1) for p in range(3)]
+    normal = np.stack([np.stack(s[0:3], -1), np.stack(s[1:4], -1), np.stack(s[2:5], -1)], -2)
+    normal = np.where(can[..., None, None], normal, np.eye(3))
+    coef = np.linalg.solve(normal, np.stack(t, -1)[..., None])[..., 0]
+    a, b, c = coef[..., 0], coef[..., 1], coef[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vertex = -b / (2.0 * c)
+    refined = can & (c > 0) & np.isfinite(vertex)
+    lo = np.where(win, d, np.inf).min(-1)
+    hi = np.where(win, d, -np.inf).max(-1)
+    vertex = np.clip(np.where(refined, vertex, 0.0), np.minimum(lo, 0.0), np.maximum(hi, 0.0))
+    best_log2 = np.take(log2_lr, best)
+    return Optima(
+        found=found, best=best, min_loss=min_loss, refined=refined,
+        log2_lr_refined=np.where(found, best_log2 + vertex, np.nan),
+        loss_refined=np.where(refined, a + b * vertex + c * vertex**2, min_loss),
+        coef=coef, window=win, max_stable=max_stable, censored=censored,
+    )
+
+
+def refined_interval(log2_lr: np.ndarray, loss: np.ndarray, std: np.ndarray, runs: np.ndarray,
+                     window: np.ndarray, coef: np.ndarray, log2_best: float,
+                     level: float = 0.95) -> tuple[float, float, str] | None:
+    """Delta-method interval for one width's parabola vertex, in log2 lr.
+
+    The noise level comes from the parabola's residuals when it has more than
+    three points, and from the seeds' standard errors when cells were repeated;
+    the larger is used. With three single-seed points neither exists: None.
+    """
+    from scipy.stats import norm, t
+
+    x = log2_lr[window] - log2_best
+    y = loss[window]
+    n = x.size
+    X = np.stack([np.ones(n), x, x * x], 1)
+    a, b, c = coef
+    sigma2, quantile, how = 0.0, float(norm.ppf(0.5 + level / 2)), None
+    if n > 3:
+        r = y - X @ coef
+        sigma2, how = float(r @ r / (n - 3)), "residuals"
+        quantile = float(t.ppf(0.5 + level / 2, n - 3))
+    se = std[window] / np.sqrt(np.maximum(runs[window], 1))
+    if np.isfinite(se).all() and n and float(np.mean(se**2)) > sigma2:
+        sigma2, how = float(np.mean(se**2)), "seeds"
+    if how is None or c <= 0:
+        return None
+    cov = sigma2 * np.linalg.inv(X.T @ X)
+    grad = np.array([0.0, -1.0 / (2 * c), b / (2 * c * c)])
+    h = quantile * float(np.sqrt(max(grad @ cov @ grad, 0.0)))
+    v = -b / (2 * c)
+    return (log2_best + v - h, log2_best + v + h, how)
+
+
+def has_repeats(grid: Grid) -> bool:
+    """Whether any cell has two or more runs: only then can seeds be resampled."""
+    return bool((grid.runs >= 2).any())
+
+
+def bootstrap_grids(grid: Grid, reps: int, rng: np.random.Generator,
+                    on_chunk: Callable[[int], None] | None = None, chunk_elems: int = 2_000_000):
+    """Yield (b, W, L) grids of losses with each cell's runs resampled with replacement.
+
+    Runs are resampled within their (width, lr) cell, so each replicate is the
+    sweep one would have seen with other draws of the same seeds. Chunks keep
+    memory bounded; ``on_chunk(b)`` reports progress.
+    """
+    order = np.argsort(grid.run_cell, kind="stable")
+    cell = grid.run_cell[order]
+    loss = grid.run_loss[order]
+    n_cells = grid.runs.size
+    counts = grid.runs.ravel()
+    starts = np.cumsum(counts) - counts
+    row_start, row_count = starts[cell], counts[cell]
+    finite = np.isfinite(loss)
+    lf = np.where(finite, loss, 0.0)
+    n = cell.size
+    chunk = max(1, chunk_elems // max(n, 1))
+    done = 0
+    while done < reps:
+        b = min(chunk, reps - done)
+        pick = row_start + (rng.random((b, n)) * row_count).astype(np.int64)
+        flat = (np.arange(b)[:, None] * n_cells + cell).ravel()
+        total = np.bincount(flat, weights=lf[pick].ravel(), minlength=b * n_cells)
+        bad = np.bincount(flat, weights=(~finite[pick]).ravel(), minlength=b * n_cells)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = total / (np.tile(counts, b) - bad)
+        mean = np.where((bad == 0) & (np.tile(counts, b) > 0), mean, np.nan)
+        done += b
+        if on_chunk is not None:
+            on_chunk(b)
+        yield mean.reshape(b, *grid.runs.shape)

@@ -1,0 +1,265 @@
+"""Model descriptions: every tensor of a model, its shape at any width, its layer type.
+
+A model is plain data (YAML, validated by pydantic): named dimensions written as
+expressions of the width ``d`` (``ffn: 4 * d``, ``heads: d // head_dim``), and a
+list of tensors with shapes in those dimensions, repeated over blocks. Layer types
+are *derived*, never declared, with the muP cheat sheet's rule: evaluate every
+shape at two widths and see which dimensions grow.
+
+    fan-in fixed,  fan-out grows  -> embedding  (input layers, also biases and norm gains)
+    fan-in grows,  fan-out grows  -> hidden
+    fan-in grows,  fan-out fixed  -> readout
+
+Layouts: ``linear`` is [fan_out, fan_in] (torch.nn.Linear); ``embedding`` is
+[num_embeddings, dim] (a lookup is a one-hot matmul, so fan_in = rows); ``norm``
+and ``bias`` are vectors (fan_in = 1).
+"""
+
+import ast
+import operator
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from scaleadvise.errors import UserError
+from scaleadvise.theory import LayerType
+
+PRESET_DIR = Path(__file__).parent / "presets" / "models"
+TensorKind = Literal["linear", "embedding", "norm", "bias"]
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+        ast.FloorDiv: operator.floordiv, ast.Div: operator.truediv}
+
+
+def eval_dim(expr: int | str, env: dict[str, float]) -> float:
+    """Evaluate a dimension expression (integers, names, + - * / //, parentheses)."""
+    if isinstance(expr, (int, float)):
+        return expr
+    try:
+        tree = ast.parse(str(expr), mode="eval")
+    except SyntaxError:
+        raise UserError(f"dimension expression {expr!r} is not valid") from None
+
+    def walk(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id not in env:
+                raise UserError(f"dimension expression {expr!r}: unknown name {node.id!r} (known: {', '.join(env)})")
+            return env[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -walk(node.operand)
+        raise UserError(f"dimension expression {expr!r}: only numbers, names and + - * / // are allowed")
+
+    return walk(tree)
+
+
+class TensorSpec(BaseModel):
+    """One tensor (or one per block when ``name`` contains ``{i}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    shape: list[int | str] = Field(min_length=1, max_length=2)
+    kind: TensorKind = "linear"
+    repeat: int | str | None = None  # number of blocks, e.g. "depth"
+    fan_in_dims: int | None = None  # rarely needed: override the layout's fan-in axis
+
+
+class ModelSpec(BaseModel):
+    """A model description; see presets/models/*.yaml for examples."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    width: int = Field(1024, gt=0, description="default width d")
+    depth: int = Field(gt=0)
+    head_dim: int | None = Field(None, gt=0)
+    dims: dict[str, int | str] = Field(default_factory=dict)
+    tensors: list[TensorSpec] = Field(min_length=1)
+    notes: str = ""
+
+    @field_validator("dims")
+    @classmethod
+    def _no_reserved(cls, v: dict[str, int | str]) -> dict[str, int | str]:
+        for key in v:
+            if key in {"d", "depth", "head_dim", "i"}:
+                raise ValueError(f"dims may not redefine {key!r}")
+        return v
+
+    def env(self, width: int) -> dict[str, float]:
+        """Every named dimension at ``width`` (dims may refer to earlier dims)."""
+        env: dict[str, float] = {"d": width, "depth": self.depth}
+        if self.head_dim is not None:
+            env["head_dim"] = self.head_dim
+        for key, expr in self.dims.items():
+            env[key] = eval_dim(expr, env)
+        return env
+
+
+class Tensor(BaseModel):
+    """A concrete tensor at a concrete width, with its derived layer type."""
+
+    name: str
+    kind: TensorKind
+    shape: list[int]
+    fan_in: int
+    fan_out: int
+    layer_type: LayerType
+    scale_dim: int  # the width-scaling dimension n_t the exponents apply to
+
+    @cached_property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+def _fans(kind: TensorKind, shape: list[int]) -> tuple[int, int]:
+    if kind == "linear":
+        return (shape[1], shape[0]) if len(shape) == 2 else (1, shape[0])
+    if kind == "embedding":
+        return shape[0], shape[1]
+    return 1, shape[0]
+
+
+def _classify(fan_in: tuple[float, float], fan_out: tuple[float, float], kind: TensorKind) -> LayerType:
+    """The cheat sheet's fan-in/fan-out rule, from shapes at two widths."""
+    grows_in, grows_out = fan_in[1] != fan_in[0], fan_out[1] != fan_out[0]
+    if kind in ("norm", "bias") or not grows_in:
+        return "embedding"  # vectors and fixed fan-in: input-type (cheat sheet)
+    return "hidden" if grows_out else "readout"
+
+
+def _int_dim(value: float, what: str, model: str, width: int) -> int:
+    if value != int(value) or value <= 0:
+        raise UserError(f"model {model}: {what} = {value:g} at width {width} is not a positive integer")
+    return int(value)
+
+
+def expand(spec: ModelSpec, width: int) -> list[Tensor]:
+    """Every tensor of ``spec`` at ``width``, classified."""
+    if width <= 0:
+        raise UserError(f"--width must be a positive integer, got {width}")
+    if spec.head_dim is not None and width % spec.head_dim:
+        raise UserError(
+            f"--width {width} is not divisible by the head dimension {spec.head_dim} "
+            f"(model {spec.name}); use a multiple of {spec.head_dim} or set --head-dim"
+        )
+    env, env2 = spec.env(width), spec.env(2 * width)
+
+    def concrete(t: TensorSpec, i: int) -> Tensor:
+        shape = [_int_dim(eval_dim(s, env), f"{t.name} shape", spec.name, width) for s in t.shape]
+        shape2 = [eval_dim(s, env2) for s in t.shape]
+        fi, fo = _fans(t.kind, shape)
+        fi2, fo2 = _fans(t.kind, shape2)  # type: ignore[arg-type]
+        layer = _classify((fi, fi2), (fo, fo2), t.kind)
+        scale_dim = fi if layer in ("hidden", "readout") else fo
+        return Tensor(name=t.name.replace("{i}", str(i)), kind=t.kind, shape=shape, fan_in=fi,
+                      fan_out=fo, layer_type=layer, scale_dim=scale_dim)
+
+    # Consecutive repeated tensors form a block; list them block by block, as a
+    # state_dict would (blocks.0.*, blocks.1.*, ...).
+    out: list[Tensor] = []
+    run: list[TensorSpec] = []
+
+    def flush() -> None:
+        if run:
+            for i in range(int(eval_dim(run[0].repeat, env))):  # type: ignore[arg-type]
+                out.extend(concrete(t, i) for t in run)
+            run.clear()
+
+    for t in spec.tensors:
+        if t.repeat is None:
+            flush()
+            out.append(concrete(t, 0))
+        else:
+            if run and run[0].repeat != t.repeat:
+                flush()
+            run.append(t)
+    flush()
+    return out
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_model(name_or_path: str) -> ModelSpec:
+    """A preset name (``nanodo``, ``gpt2``, ``llama``, ``mlp``) or a YAML file path."""
+    import yaml
+
+    path = Path(name_or_path)
+    if not path.suffix and (PRESET_DIR / f"{name_or_path}.yaml").exists():
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+    elif not path.exists():
+        if path.suffix in (".yaml", ".yml"):
+            raise UserError(f"--model: {path}: no such file")
+        from difflib import get_close_matches
+
+        hint = get_close_matches(name_or_path, list_presets(), n=1)
+        extra = f"; did you mean {hint[0]!r}?" if hint else ""
+        raise UserError(f"--model: unknown preset {name_or_path!r} (presets: {', '.join(list_presets())}){extra}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    try:
+        return ModelSpec.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        raise UserError(f"{path}: field '{where}': {err['msg']}") from None
+
+
+def with_overrides(spec: ModelSpec, **dims: int | None) -> ModelSpec:
+    """Override depth, head_dim (or heads via width) and named dims such as vocab, context."""
+    update: dict = {}
+    new_dims = dict(spec.dims)
+    for key, value in dims.items():
+        if value is None:
+            continue
+        if key in ("depth", "head_dim"):
+            update[key] = value
+        elif key in spec.dims:
+            new_dims[key] = value
+        else:
+            raise UserError(f"--{key.replace('_', '-')}: model {spec.name} has no dimension {key!r}")
+    return spec.model_copy(update={**update, "dims": new_dims})
+
+
+def parameter_count(tensors: list[Tensor]) -> int:
+    return sum(t.numel for t in tensors)
+
+
+# Names in the emitted training script and in the presets; used to map a
+# gradient/alignment CSV's tensor names to layer types without a model file.
+_NAME_RULES: tuple[tuple[str, LayerType], ...] = (
+    ("readout", "readout"), ("lm_head", "readout"), ("unembed", "readout"), ("head", "readout"),
+    ("embed", "embedding"), ("wte", "embedding"), ("wpe", "embedding"), ("tok_emb", "embedding"),
+    ("pos_emb", "embedding"), ("norm", "embedding"), ("ln", "embedding"), (".bias", "embedding"),
+    ("attn", "hidden"), ("mlp", "hidden"), ("ffn", "hidden"), ("hidden", "hidden"), ("blocks", "hidden"),
+)
+
+
+def classify_tensor_name(name: str) -> LayerType | None:
+    """Layer type of a tensor name, or of a layer-type name itself; None if unknown."""
+    key = name.strip().lower()
+    if key.endswith(".weight"):
+        key = key[: -len(".weight")]
+    if key in ("embedding", "hidden", "readout"):
+        return key  # type: ignore[return-value]
+    parts = key.split(".")
+    for needle, layer in _NAME_RULES:
+        if needle.startswith("."):
+            if key.endswith(needle):
+                return layer
+        elif any(p == needle or p.startswith(needle) or p.endswith(needle) for p in parts):
+            return layer
+    return None
