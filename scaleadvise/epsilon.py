@@ -65,21 +65,57 @@ class GradientLaw:
         return math.exp(exponent) if exponent < 709 else math.inf
 
 
-def fit_gradient_law(widths: Sequence[float], values: Sequence[float], confidence: float = 0.95) -> "GradientLaw":
-    """Log–log least squares of values ∝ widths^-g with a Student-t interval on g.
+def fit_gradient_law(
+    widths: Sequence[float],
+    values: Sequence[float],
+    replicates: Sequence[object] | None = None,
+    confidence: float = 0.95,
+) -> GradientLaw:
+    """Log–log least squares of values ∝ widths^-g, with an interval on g.
 
-    Every row is one point: several steps or seeds at a width are replicates, so the
-    interval reflects their spread (the shared fit of ``scaleadvise.powerlaw``). Needs
-    two distinct widths; the interval needs a third point.
+    ``replicates`` labels each row with its step/seed. When two or more replicates
+    each span two widths, g is fitted per replicate and the interval is the Student-t
+    interval of their mean (the spread over steps/seeds); otherwise every row is a
+    point of one fit (``scaleadvise.powerlaw``) and the interval comes from its
+    residuals. Needs two distinct widths.
     """
     from scaleadvise.powerlaw import fit_power_law
 
     law = fit_power_law(widths, values)
     if law is None:
         raise ValueError("a power-law fit needs at least two distinct widths")
+    per_rep = _replicate_exponents(widths, values, replicates)
+    if len(per_rep) >= 2:
+        from scipy.stats import t as student_t
+
+        k = len(per_rep)
+        g = sum(per_rep) / k
+        sd = math.sqrt(sum((x - g) ** 2 for x in per_rep) / (k - 1))
+        half = float(student_t.ppf(0.5 + confidence / 2, k - 1)) * sd / math.sqrt(k)
+        ln_n = [math.log(w) for w in widths]
+        log_c = sum(math.log(v) for v in values) / len(values) + g * sum(ln_n) / len(ln_n)
+        return GradientLaw(g=g, log_c=log_c, g_ci=(g - half, g + half), source="measured")
     k_ci = law.k_interval(confidence)
     ci = None if k_ci is None else (-k_ci[1], -k_ci[0])  # g = -k: the interval flips
     return GradientLaw(g=-law.k, log_c=law.log2_c * math.log(2.0), g_ci=ci, source="measured")
+
+
+def _replicate_exponents(widths: Sequence[float], values: Sequence[float], replicates: Sequence[object] | None) -> list[float]:
+    """g of each replicate (step/seed) that spans at least two widths."""
+    from scaleadvise.powerlaw import fit_power_law
+
+    if replicates is None:
+        return []
+    groups: dict[object, tuple[list[float], list[float]]] = {}
+    for w, v, r in zip(widths, values, replicates):
+        groups.setdefault(r, ([], []))[0].append(w)
+        groups[r][1].append(v)
+    out = []
+    for ws, vs in groups.values():
+        law = fit_power_law(ws, vs)
+        if law is not None:
+            out.append(-law.k)
+    return out
 
 
 def anchored_gradient_law(width: float, values: Sequence[float], g: float) -> GradientLaw:
@@ -299,6 +335,13 @@ class LayerSamples:
     widths: list[float] = field(default_factory=list)
     grad_rms: list[float] = field(default_factory=list)
     sqrt_v_rms: list[float | None] = field(default_factory=list)
+    replicate: list[object] = field(default_factory=list)  # (step, seed) of each row
+
+    def add(self, width: float, grad_rms: float, sqrt_v_rms: float | None = None, replicate: object = ()) -> None:
+        self.widths.append(width)
+        self.grad_rms.append(grad_rms)
+        self.sqrt_v_rms.append(sqrt_v_rms)
+        self.replicate.append(replicate)
 
     @property
     def scale_column(self) -> str:
@@ -322,6 +365,7 @@ def gradient_columns() -> list:
         Column("sqrt_v_rms", ("sqrtv_rms", "sqrt_v", "v_sqrt_rms"), required=False, positive=True,
                allow_nonfinite=True),
         Column("step", ("iteration", "iter"), required=False),
+        Column("seed", (), required=False),
     ]
 
 
@@ -360,50 +404,10 @@ def load_gradients(path: str, overrides: Mapping[str, str | None] | None = None)
             raise UserError(f"{path}: line {i + 2}, column 'layer': empty layer name")
         if name not in layers:
             layers[name] = LayerSamples(name, layer_type_of(name, f"{path}: line {i + 2}, column 'layer'"))
-        s = layers[name]
-        s.widths.append(float(width))
-        s.grad_rms.append(float(grad))
         sv = float(frame["sqrt_v_rms"].iat[i]) if has_v else math.nan
-        s.sqrt_v_rms.append(None if math.isnan(sv) else sv)
+        replicate = tuple(float(frame[c].iat[i]) for c in ("step", "seed") if c in frame.columns)
+        layers[name].add(float(width), float(grad), None if math.isnan(sv) else sv, replicate)
     return layers
-
-
-def parse_grad_rms_flags(values: Sequence[str]) -> dict[str, LayerSamples]:
-    """``--grad-rms LAYER=VALUE@WIDTH`` (repeatable) -> samples per layer."""
-    layers: dict[str, LayerSamples] = {}
-    for text in values:
-        where = f"--grad-rms {text!r}"
-        name, eq, rest = text.partition("=")
-        value, at, width = rest.partition("@")
-        if not (eq and at and name.strip()):
-            raise UserError(f"{where}: expected LAYER=VALUE@WIDTH, e.g. hidden=3e-7@1024")
-        try:
-            v, n = float(value), float(width)
-        except ValueError:
-            raise UserError(f"{where}: VALUE and WIDTH must be numbers, e.g. hidden=3e-7@1024") from None
-        if not (math.isfinite(v) and v > 0):
-            raise UserError(f"{where}: the gradient RMS must be a finite number > 0")
-        if not (math.isfinite(n) and n >= 1):
-            raise UserError(f"{where}: the width must be a number >= 1")
-        key = name.strip()
-        if key not in layers:
-            layers[key] = LayerSamples(key, layer_type_of(key, where))
-        layers[key].widths.append(n)
-        layers[key].grad_rms.append(v)
-        layers[key].sqrt_v_rms.append(None)
-    return layers
-
-
-def merge_samples(*groups: Mapping[str, LayerSamples]) -> dict[str, LayerSamples]:
-    out: dict[str, LayerSamples] = {}
-    for group in groups:
-        for name, s in group.items():
-            if name not in out:
-                out[name] = LayerSamples(name, s.layer_type)
-            out[name].widths += s.widths
-            out[name].grad_rms += s.grad_rms
-            out[name].sqrt_v_rms += s.sqrt_v_rms
-    return out
 
 
 # --------------------------------------------------------------------------- analysis
@@ -420,9 +424,10 @@ def layer_law(s: LayerSamples, g_theory: float | None, source: str, confidence: 
     when the parameterization is known, otherwise say what to pass.
     """
     if len(set(s.widths)) >= 2:
-        grad_fit = fit_gradient_law(s.widths, s.grad_rms, confidence)
-        scale_fit = grad_fit if s.scale_column == "grad_rms" else fit_gradient_law(s.widths, s.scale, confidence)
-        return scale_fit, grad_fit
+        grad_fit = fit_gradient_law(s.widths, s.grad_rms, s.replicate, confidence)
+        if s.scale_column == "grad_rms":
+            return grad_fit, grad_fit
+        return fit_gradient_law(s.widths, s.scale, s.replicate, confidence), grad_fit
     if g_theory is None:
         raise UserError(
             f"{source}: layer {s.name!r} was measured at one width ({s.widths[0]:g}) only, so no exponent can be "

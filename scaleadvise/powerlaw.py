@@ -181,3 +181,31 @@ def fit_loss_law(widths: np.ndarray, losses: np.ndarray, delta: float = HUBER_DE
                 best = res
     a, e, alpha = best.x
     return LossLaw(e=float(np.exp(e)), a=float(np.exp(a)), alpha=float(alpha), n=int(n.size))
+
+
+def grid_offsets(log2_x: np.ndarray, lo: np.ndarray, hi: np.ndarray, target_log2_x: float | None = None,
+                 level: float = 0.95) -> tuple[tuple[float, float], tuple[float, float] | None]:
+    """How far the grid's resolution alone can move a fitted slope (and prediction).
+
+    When each log2 y_i is only known to lie in [y_i + lo_i, y_i + hi_i] (a max
+    stable LR lies between the last stable LR and the first unstable one, C.1),
+    treat the unknown offset as uniform and independent across widths: slope
+    and prediction are linear in the offsets, so their mean and variance follow
+    exactly; return normal intervals as offsets from the fitted values.
+    """
+    from scipy.stats import norm
+
+    lx = np.asarray(log2_x, dtype=float)
+    dx = lx - lx.mean()
+    w_k = dx / float(dx @ dx)
+    z = float(norm.ppf(0.5 + level / 2.0))
+    mid, var = (lo + hi) / 2.0, (hi - lo) ** 2 / 12.0
+
+    def interval(weights: np.ndarray) -> tuple[float, float]:
+        centre, sd = float(weights @ mid), float(np.sqrt(weights**2 @ var))
+        return (centre - z * sd, centre + z * sd)
+
+    k_off = interval(w_k)
+    if target_log2_x is None:
+        return k_off, None
+    return k_off, interval(1.0 / lx.size + (target_log2_x - lx.mean()) * w_k)

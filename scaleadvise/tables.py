@@ -41,6 +41,7 @@ class Table:
     path: str
     frame: "pd.DataFrame"
     extra_columns: list[str] = field(default_factory=list)
+    mapping: dict[str, str] = field(default_factory=dict)  # canonical name -> column as found in the file
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -50,19 +51,40 @@ _FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "csv", ".jsonl"
             ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
 
+_COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
+
+
+def _format(path: Path) -> str:
+    """The table format from the suffix, looking through a compression suffix (sweeps.csv.gz)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSION:
+        suffixes = suffixes[:-1]
+    fmt = _FORMATS.get(suffixes[-1]) if suffixes else None
+    if fmt is None:
+        raise UserError(f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv, .jsonl or .parquet")
+    return fmt
+
+
+def _json_is_array(path: Path) -> bool:
+    """A .json file holding one array of records rather than one record per line."""
+    if path.suffix.lower() != ".json":
+        return False
+    with path.open("rb") as f:
+        head = f.read(4096).lstrip()
+    return head.startswith(b"[")
+
+
 def _read_raw(path: Path) -> "pd.DataFrame":
     import pandas as pd
 
-    fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise UserError(f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv, .jsonl or .parquet")
+    fmt = _format(path)
     try:
         if fmt == "csv":
             return pd.read_csv(path, engine="c", skipinitialspace=True)
         if fmt == "tsv":
             return pd.read_csv(path, sep="\t", engine="c")
         if fmt == "jsonl":
-            return pd.read_json(path, lines=True)
+            return pd.read_json(path, lines=not _json_is_array(path))
         try:
             return pd.read_parquet(path)
         except ImportError as e:
@@ -101,7 +123,7 @@ def read_table(
     raw = _read_raw(p)
     if raw.shape[1] == 0 or len(raw) == 0:
         raise UserError(f"{p}: the table has no rows")
-    text_format = p.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".parquet", ".pq")
+    text_format = _format(p) in ("csv", "tsv")
     lower = {str(c).strip().lower(): c for c in raw.columns}
     found = [str(c) for c in raw.columns]
     rename: dict[str, str] = {}
@@ -111,9 +133,12 @@ def read_table(
         if chosen:
             if chosen.strip().lower() not in lower:
                 raise UserError(f"{p}: column {chosen!r} (given for {col.name}) not found; columns are {found}")
-            rename[lower[chosen.strip().lower()]] = col.name
+            hit = lower[chosen.strip().lower()]
+            if hit in rename:
+                raise UserError(f"{p}: column {hit!r} is given for both {rename[hit]} and {col.name}")
+            rename[hit] = col.name
             continue
-        hit = next((lower[c.lower()] for c in col.candidates if c.lower() in lower), None)
+        hit = next((lower[c.lower()] for c in col.candidates if c.lower() in lower and lower[c.lower()] not in rename), None)
         if hit is None:
             if col.required:
                 raise UserError(
@@ -122,7 +147,11 @@ def read_table(
                 )
             continue
         rename[hit] = col.name
-    frame = raw.rename(columns=rename)
+    # A column spelled like a canonical name but not chosen for it (--width-col d_model
+    # with a stray `width` column) would collide after renaming: drop it.
+    canonical = {c.name for c in columns}
+    shadowed = [c for c in raw.columns if str(c) in canonical and c not in rename]
+    frame = raw.drop(columns=shadowed).rename(columns=rename)
     for col in columns:
         if col.name not in frame.columns or not col.numeric:
             continue
@@ -139,16 +168,22 @@ def read_table(
             nonfinite = ~np.isfinite(arr)
             if nonfinite.any():
                 i = int(np.flatnonzero(nonfinite)[0])
-                raise UserError(f"{p}: {_line(text_format, i)}, column {col.name!r}: {arr[i]} is not finite")
+                what = "is empty or NaN" if np.isnan(arr[i]) and _is_blank(frame[col.name].iloc[i]) else f"{arr[i]} is not finite"
+                raise UserError(f"{p}: {_line(text_format, i)}, column {col.name!r}: {what}")
         if col.positive:
             nonpos = np.isfinite(arr) & (arr <= 0)
             if nonpos.any():
                 i = int(np.flatnonzero(nonpos)[0])
                 raise UserError(f"{p}: {_line(text_format, i)}, column {col.name!r}: {arr[i]:g} must be > 0")
         frame[col.name] = arr
-    canonical = {c.name for c in columns}
     extra = [c for c in frame.columns if c not in canonical]
-    return Table(path=str(p), frame=frame, extra_columns=[str(c) for c in extra])
+    mapping = {canon: str(orig) for orig, canon in rename.items()}
+    return Table(path=str(p), frame=frame, extra_columns=[str(c) for c in extra], mapping=mapping)
+
+
+def _is_blank(cell: object) -> bool:
+    """A missing cell (empty in CSV, null in JSON) as opposed to a spelled-out nan."""
+    return cell is None or (isinstance(cell, float) and cell != cell) or str(cell).strip() == ""
 
 
 def _is_nan_token(series: "pd.Series") -> "pd.Series":

@@ -39,10 +39,38 @@ def _parse_thresholds(text: str) -> list[float]:
     return values
 
 
+def parse_grad_rms_flags(values: list[str], into: dict) -> dict:
+    """Add ``--grad-rms LAYER=VALUE@WIDTH`` measurements to the samples per layer."""
+    from scaleadvise.epsilon import LayerSamples, layer_type_of
+    from scaleadvise.errors import UserError
+
+    for text in values:
+        where = f"--grad-rms {text!r}"
+        name, eq, rest = text.partition("=")
+        value, at, width = rest.partition("@")
+        if not (eq and at and name.strip()):
+            raise UserError(f"{where}: expected LAYER=VALUE@WIDTH, e.g. hidden=3e-7@1024")
+        try:
+            v, n = float(value), float(width)
+        except ValueError:
+            raise UserError(f"{where}: VALUE and WIDTH must be numbers, e.g. hidden=3e-7@1024") from None
+        if not (math.isfinite(v) and v > 0):
+            raise UserError(f"{where}: the gradient RMS must be a finite number > 0")
+        if not (math.isfinite(n) and n >= 1):
+            raise UserError(f"{where}: the width must be a number >= 1")
+        key = name.strip()
+        if key not in into:
+            into[key] = LayerSamples(key, layer_type_of(key, where))
+        into[key].add(n, v)
+    return into
+
+
 def _width(n: float | None) -> str:
     if n is None or not math.isfinite(n):
         return "never"
-    return f"{n:,.0f}" if n >= 1 else "< 1"
+    if n < 1:
+        return "< 1"
+    return f"{n:,.0f}" if n < 1e7 else f"{n:.1e}"
 
 
 @app.command(epilog=EPILOG)
@@ -103,12 +131,8 @@ def epsilon(
         raise UserError("give a gradient table (grads.csv) or at least one --grad-rms LAYER=VALUE@WIDTH")
 
     overrides = {"width": width_col, "layer": layer_col, "grad_rms": grad_rms_col, "sqrt_v_rms": sqrt_v_rms_col}
-    groups = []
-    if grads is not None:
-        groups.append(E.load_gradients(str(grads), overrides))
-    if grad_rms:
-        groups.append(E.parse_grad_rms_flags(grad_rms))
-    samples = E.merge_samples(*groups)
+    samples = E.load_gradients(str(grads), overrides) if grads is not None else {}
+    parse_grad_rms_flags(grad_rms, samples)
     source = str(grads) if grads is not None else "--grad-rms"
     notes = []
     if target_width is None:
@@ -147,7 +171,7 @@ def _render(report: dict) -> None:
                 g_meas = f"[red]{g_meas}≠[/red]"
         g_th = "—" if L["g_theory"] is None else f"{L['g_theory']:g}" + ("*" if L["exponent_source"] == "theory" else "")
         t = L["target"]
-        table.add_row(L["layer"], L["layer_type"][:5], g_meas, g_th, f"{t['eps_ratio']:.2g}", f"{t['lr_factor']:.2g}",
+        table.add_row(L["layer"], L["layer_type"], g_meas, g_th, f"{t['eps_ratio']:.2g}", f"{t['lr_factor']:.2g}",
                       *(_width(L["underflow_width"][k]) for k in keys), _width(L["v_underflow_width"][dtype]),
                       L["recommendation"]["action"])
     console.print(table)

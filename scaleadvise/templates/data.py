@@ -60,8 +60,8 @@ def load_tokens(path: str | None, vocab: int, context: int, dtype_flag: str = "a
     `val.bin` uses the latter as the held-out split (nanoGPT layout); any other file
     holds out its last 5%."""
     if path is None:
-        train = synthetic_tokens(vocab, SYNTHETIC_TOKENS, seed)
-        held = synthetic_tokens(vocab, SYNTHETIC_TOKENS // 16, seed + 1)
+        stream = synthetic_tokens(vocab, SYNTHETIC_TOKENS + SYNTHETIC_TOKENS // 16, seed)
+        train, held = stream[:SYNTHETIC_TOKENS], stream[SYNTHETIC_TOKENS:]  # one process, disjoint tokens
         return train, held, f"synthetic ({len(train)} tokens, 4 successors per token)"
     if not os.path.isfile(path):
         raise BadInput(f"--data {path}: no such file")

@@ -1,0 +1,378 @@
+"""Sweeps -> optimum per width -> power laws -> transfer verdict (paper §4.2, C.1, E, I).
+
+``fit_sweep(path, FitOptions(...))`` reads a sweep table (one row per run, or
+per logged step of each run), keeps each run's final step, averages seeds per
+(width, lr), finds each width's optimum and largest stable LR
+(``fit_optima``), fits lr*(n) = C n^k and L(n) = E + A n^-alpha
+(``powerlaw``), bootstraps the exponent by resampling seeds, and returns the
+JSON document of ``scaleadvise fit --json``. No Python loop touches rows.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scaleadvise.errors import UserError
+from scaleadvise.fit_optima import (INSTABILITY_RATIO, Grid, Optima, bootstrap_grids, build_grid, has_repeats,
+                                    locate_optima, refined_interval)
+from scaleadvise.powerlaw import PowerLaw, batched_slopes, fit_loss_law, fit_power_law, grid_offsets
+from scaleadvise.tables import Column, read_table
+
+SWEEP_COLUMNS = (
+    Column("width", ("d_model", "n_embd", "model_dim", "hidden_size", "embed_dim", "emb_dim", "dim", "d", "n"),
+           positive=True),
+    Column("lr", ("learning_rate", "base_lr", "peak_lr", "max_lr", "lr_base", "eta", "beta"), positive=True),
+    Column("loss", ("eval_loss", "val_loss", "valid_loss", "validation_loss", "test_loss", "final_loss",
+                    "eval/loss", "val/loss", "loss_eval"), allow_nonfinite=True),
+    Column("seed", ("random_seed", "run_seed", "rng_seed", "replicate"), numeric=False, required=False),
+    Column("step", ("steps", "global_step", "train_step", "iteration", "iter", "_step"), required=False),
+)
+# Columns that name a distinct sweep; grouped by automatically when they vary.
+AUTO_GROUP_COLUMNS = ("param", "parameterization", "optim", "optimizer", "setting", "alignment",
+                      "constants", "eps_mode", "horizon")
+_PARAM_KEYS, _OPTIM_KEYS, _SETTING_KEYS = ("param", "parameterization"), ("optim", "optimizer"), ("setting",)
+
+Progress = Callable[[str, int], Callable[[int], None]]  # (label, total) -> advance(n)
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    target_width: float | None = None
+    group_by: tuple[str, ...] | None = None  # None: AUTO_GROUP_COLUMNS that vary
+    step: int | None = None  # compare runs at this step (last logged step <= it)
+    transfer_tol: float = 0.1
+    bootstrap: int = 1000
+    seed: int = 0
+    optimum: str = "refined"  # or "observed" (the paper's best-of-sweep)
+    instability: float = INSTABILITY_RATIO
+    level: float = 0.95
+    param: str | None = None
+    optim: str | None = None
+    setting: str | None = None
+    columns: dict[str, str | None] = field(default_factory=dict)  # --width-col etc.
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_runs(path: str, opts: FitOptions) -> tuple["object", list[str], list[str], dict]:
+    """Read the table and keep one row per run: its final step (or the last <= --step)."""
+    table = read_table(path, SWEEP_COLUMNS, opts.columns)
+    frame = table.frame
+    warnings: list[str] = []
+    groups = _group_columns(table, opts.group_by)
+    info = {"rows": len(frame), "columns": table.mapping}
+    if "step" in frame.columns:
+        if opts.step is not None:
+            frame = frame[frame["step"].to_numpy() <= opts.step]
+            if len(frame) == 0:
+                s = table.frame["step"]
+                raise UserError(f"{path}: --step {opts.step}: no rows at or before it (steps run {s.min():g}..{s.max():g})")
+        keys = groups + ["width", "lr"] + (["seed"] if "seed" in frame.columns else [])
+        last = frame.groupby(keys, sort=False, dropna=False)["step"].transform("max").to_numpy()
+        frame = frame[frame["step"].to_numpy() == last]
+        # A run that stops before the others at its width crashed or is still running:
+        # leave it out rather than compare losses from different points in training.
+        final = frame.groupby(groups + ["width"], sort=False, dropna=False)["step"].transform("max").to_numpy()
+        short = frame["step"].to_numpy() < final
+        if short.any():
+            counts = frame[short].groupby(["width"], sort=True).size()
+            listed = ", ".join(f"{int(w):d} ({n})" for w, n in counts.items())
+            warnings.append(f"runs that stop before the last step at their width were left out, by width: {listed}; "
+                            "use --step to compare all runs at an earlier step")
+            frame = frame[~short]
+    elif opts.step is not None:
+        raise UserError(f"{path}: --step given but the table has no step column "
+                        f"(tried {list(SWEEP_COLUMNS[4].candidates)}); name it with --step-col")
+    info["runs"] = len(frame)
+    return frame, groups, warnings, info
+
+
+def _group_columns(table, group_by: tuple[str, ...] | None) -> list[str]:
+    lower = {c.lower(): c for c in table.extra_columns}
+    if group_by is None:
+        return [lower[c] for c in AUTO_GROUP_COLUMNS
+                if c in lower and table.frame[lower[c]].nunique(dropna=False) > 1]
+    out = []
+    for name in group_by:
+        key = name.strip().lower()
+        if key in ("width", "lr", "loss", "step", "seed"):
+            raise UserError(f"--group-by: {name!r} is a sweep column, not a grouping column")
+        if key not in lower:
+            raise UserError(f"--group-by: column {name!r} not in {table.path}; columns found: {list(table.frame.columns)}")
+        out.append(lower[key])
+    return out
+
+
+# --------------------------------------------------------------------------- one group
+
+
+def _envelope(*intervals) -> tuple[float, float] | None:
+    """The smallest interval containing every given one (None entries ignored)."""
+    iv = [i for i in intervals if i is not None]
+    return (min(i[0] for i in iv), max(i[1] for i in iv)) if iv else None
+
+
+def _percentile_ci(samples: np.ndarray, level: float) -> tuple[float, float] | None:
+    s = samples[np.isfinite(samples)]
+    if s.size < max(20, 0.9 * samples.size):  # too many replicates without a fit
+        return None
+    q = 50.0 * (1.0 - level)
+    return (float(np.percentile(s, q)), float(np.percentile(s, 100.0 - q)))
+
+
+def transfer_verdict(k: float | None, ci: tuple[float, float] | None, tol: float) -> tuple[bool | None, str]:
+    """Does the base LR transfer across width? (paper §4.2: exponents near zero)."""
+    if k is None:
+        return None, "no exponent: the optimum was found at fewer than two widths"
+    move = f"move the base LR by x{2.0 ** k:.3g} per doubling of width (lr* ∝ n^{k:.2f})"
+    if ci is None:
+        return None, f"k = {k:.3f} has no interval (two widths and no repeated seeds): cannot judge transfer; {move}"
+    lo, hi = ci
+    if -tol <= lo and hi <= tol:
+        return True, f"the base LR transfers: k = {k:.3f} [{lo:.3f}, {hi:.3f}] lies within ±{tol:g}"
+    if lo > tol or hi < -tol:
+        return False, f"the base LR does not transfer: k = {k:.3f} [{lo:.3f}, {hi:.3f}]; {move}"
+    return None, (f"inconclusive: k = {k:.3f} [{lo:.3f}, {hi:.3f}] straddles ±{tol:g}; "
+                  "add seeds, widths or a finer LR grid")
+
+
+def _width_records(grid: Grid, opt: Optima, level: float, notes: dict[str, list[int]]) -> list[dict]:
+    """One JSON record per width (a loop over widths, never over rows)."""
+    x = grid.log2_lr
+    records = []
+    for i, width in enumerate(grid.widths):
+        w = int(width) if float(width).is_integer() else float(width)
+        present = np.flatnonzero(grid.present[i])
+        rec = {"width": w, "n_lrs": int(present.size), "runs": int(grid.runs[i].sum()),
+               "diverged_runs": int(grid.diverged[i].sum())}
+        if not opt.found[i]:
+            notes["all_diverged"].append(w)
+            records.append(rec | {"lr": None, "loss": None})
+            continue
+        b = int(opt.best[i])
+        rec.update(lr=float(grid.lrs[b]), loss=float(grid.loss[i, b]), loss_std=float(grid.std[i, b]),
+                   seeds=int(grid.runs[i, b]), edge=None)
+        if b == present[0]:
+            rec["edge"] = "low"
+            notes["edge_low"].append(w)
+        elif b == present[-1]:
+            rec["edge"] = "high"
+            notes["edge_high"].append(w)
+        if present.size < 3:
+            notes["few_lrs"].append(w)
+        if opt.refined[i]:
+            iv = refined_interval(x, grid.loss[i], grid.std[i], grid.runs[i], opt.window[i], opt.coef[i], x[b], level)
+            rec.update(lr_refined=float(2.0 ** opt.log2_lr_refined[i]), loss_refined=float(opt.loss_refined[i]),
+                       lr_refined_ci=None if iv is None else [float(2.0 ** iv[0]), float(2.0 ** iv[1])],
+                       lr_refined_ci_from=None if iv is None else iv[2], refined=True)
+        else:
+            if present.size >= 3:
+                notes["not_refined"].append(w)
+            # Without a parabola the grid spacing is the resolution: halfway to each neighbour.
+            lo = x[present[present < b][-1]] if (present < b).any() else x[b]
+            hi = x[present[present > b][0]] if (present > b).any() else x[b]
+            rec.update(lr_refined=float(grid.lrs[b]), loss_refined=float(grid.loss[i, b]),
+                       lr_refined_ci=[float(2.0 ** ((lo + x[b]) / 2)), float(2.0 ** ((hi + x[b]) / 2))],
+                       lr_refined_ci_from="grid", refined=False)
+        rec.update(max_stable_lr=float(grid.lrs[opt.max_stable[i]]), max_stable_censored=bool(opt.censored[i]))
+        if opt.censored[i]:
+            notes["censored"].append(w)
+        records.append(rec)
+    return records
+
+
+_NOTE_TEXT = {
+    "all_diverged": "every run diverged (NaN/inf) at width {w}; left out of the fits: extend the sweep downward",
+    "edge_low": "the optimum is the smallest LR swept at width {w}: extend the sweep downward",
+    "edge_high": "the optimum is the largest LR swept at width {w}: extend the sweep upward",
+    "few_lrs": "fewer than three LRs at width {w}: no refinement, the best observed LR is used",
+    "not_refined": "no parabola through the optimum at width {w} (no stable LR on one side, or not convex); "
+                   "the best observed LR is used",
+    "censored": "no unstable LR above the optimum at width {w}: the largest stable LR is only a lower bound "
+                "(C.1); extend the sweep upward to find the threshold",
+}
+
+
+def _grid_gaps(grid: Grid, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Octaves from the LR at ``index`` down to the previous and up to the next LR swept (0 at an end)."""
+    x = grid.log2_lr
+    below, above = np.zeros(grid.widths.size), np.zeros(grid.widths.size)
+    for i, j in enumerate(index):  # a loop over widths
+        present = np.flatnonzero(grid.present[i])
+        lower, upper = present[present < j], present[present > j]
+        below[i] = x[j] - x[lower[-1]] if lower.size else 0.0
+        above[i] = x[upper[0]] - x[j] if upper.size else 0.0
+    return below, above
+
+
+def _log2_optimum(opt: Optima, log2_lr: np.ndarray, method: str) -> np.ndarray:
+    best = np.where(opt.found, np.take(log2_lr, opt.best), np.nan)
+    return opt.log2_lr_refined if method == "refined" else best
+
+
+def _bootstrap(grid: Grid, use: np.ndarray, use_ms: np.ndarray, opts: FitOptions, rng: np.random.Generator,
+               advance: Callable[[int], None] | None) -> dict[str, np.ndarray]:
+    """Exponents (and predictions) of every replicate with seeds resampled per cell."""
+    lx = np.log2(grid.widths)
+    target = None if opts.target_width is None else float(np.log2(opts.target_width))
+    out = {"k": [], "pred": [], "k_ms": [], "pred_ms": []}
+    for y in bootstrap_grids(grid, opts.bootstrap, rng, advance):
+        ob = locate_optima(grid.log2_lr, y, grid.present, opts.instability)
+        opt_b = np.where(use & ob.found, _log2_optimum(ob, grid.log2_lr, opts.optimum), np.nan)
+        k, pred = batched_slopes(lx, opt_b, target)
+        ms = np.where(use_ms & ob.found & ~ob.censored, np.take(grid.log2_lr, ob.max_stable), np.nan)
+        k_ms, pred_ms = batched_slopes(lx, ms, target)
+        for name, v in (("k", k), ("pred", pred), ("k_ms", k_ms), ("pred_ms", pred_ms)):
+            if v is not None:
+                out[name].append(v)
+    return {k: np.concatenate(v) for k, v in out.items() if v}
+
+
+def analyze_group(key: dict, width: np.ndarray, lr: np.ndarray, loss: np.ndarray, opts: FitOptions,
+                  rng: np.random.Generator, progress: Progress | None = None) -> tuple[dict, Grid]:
+    """Everything ``fit --json`` reports for one sweep (one parameterization x optimizer x setting)."""
+    grid = build_grid(width, lr, loss)
+    opt = locate_optima(grid.log2_lr, grid.loss, grid.present, opts.instability)
+    notes: dict[str, list] = {k: [] for k in _NOTE_TEXT}
+    records = _width_records(grid, opt, opts.level, notes)
+    warnings = [text.format(w=", ".join(str(v) for v in ws)).replace("width ", "widths " if len(ws) > 1 else "width ")
+                for kind, text in _NOTE_TEXT.items() if (ws := notes[kind])]
+
+    use = opt.found
+    log2_opt = _log2_optimum(opt, grid.log2_lr, opts.optimum)
+    pl = fit_power_law(grid.widths[use], 2.0 ** log2_opt[use])
+    pl_obs = fit_power_law(grid.widths[use], grid.lrs[opt.best[use]])
+    use_ms = use & ~opt.censored
+    pl_ms = fit_power_law(grid.widths[use_ms], grid.lrs[opt.max_stable[use_ms]])
+    if pl is None:
+        warnings.append(f"the optimum was found at {int(use.sum())} width(s): no exponent can be fitted "
+                        "(need two widths); the per-width optima are reported")
+
+    boot = {}
+    resampled = opts.bootstrap > 0 and pl is not None and has_repeats(grid)
+    if resampled:
+        advance = None if progress is None else progress(_label(key), opts.bootstrap)
+        boot = _bootstrap(grid, use, use_ms, opts, rng, advance)
+
+    target = None if opts.target_width is None else float(np.log2(opts.target_width))
+
+    def summary(fit: PowerLaw | None, kb: str, pb: str, mask: np.ndarray, gaps: tuple | None) -> dict:
+        if fit is None:
+            return {"exponent": None, "se": None, "ci": None, "constant": None, "predicted": None, "predicted_ci": None}
+        ci_t, ci_b = fit.k_interval(opts.level), _percentile_ci(boot[kb], opts.level) if kb in boot else None
+        ci_g = pi_g = None
+        if gaps is not None:  # the LR grid's resolution (best-of-sweep and max stable LR)
+            k_off, p_off = grid_offsets(np.log2(grid.widths[mask]), gaps[0][mask], gaps[1][mask], target, opts.level)
+            ci_g = (fit.k + k_off[0], fit.k + k_off[1])
+            if p_off is not None:
+                mid = fit.log2_c + fit.k * target
+                pi_g = (2.0 ** (mid + p_off[0]), 2.0 ** (mid + p_off[1]))
+        res = {"exponent": fit.k, "se": fit.k_se if np.isfinite(fit.k_se) else None,
+               "ci": _envelope(ci_t, ci_b, ci_g), "ci_t": ci_t, "ci_bootstrap": ci_b, "ci_grid": ci_g,
+               "constant": fit.c, "predicted": None, "predicted_ci": None}
+        if opts.target_width is not None:
+            pi_b = _percentile_ci(boot[pb], opts.level) if pb in boot else None
+            pi_b = None if pi_b is None else (2.0 ** pi_b[0], 2.0 ** pi_b[1])
+            res["predicted"] = fit.predict(opts.target_width)
+            res["predicted_ci"] = _envelope(fit.predict_interval(opts.target_width, opts.level), pi_b, pi_g)
+        return res
+
+    below, above = _grid_gaps(grid, opt.best)
+    _, ms_above = _grid_gaps(grid, opt.max_stable)
+    observed_gaps = (-below / 2.0, above / 2.0) if opts.optimum == "observed" else None
+    lr_fit = summary(pl, "k", "pred", use, observed_gaps)
+    ms_fit = summary(pl_ms, "k_ms", "pred_ms", use_ms, (np.zeros_like(ms_above), ms_above))
+    transfer, verdict = transfer_verdict(lr_fit["exponent"], lr_fit["ci"], opts.transfer_tol)
+    law = fit_loss_law(grid.widths[use], opt.min_loss[use])
+    interpretation, why_not = _interpretation(key, opts, lr_fit["exponent"], lr_fit["ci"])
+    if why_not:
+        warnings.append(why_not)
+    return {
+        "key": key, "label": _label(key), "runs": int(grid.runs.sum()),
+        "widths": [r["width"] for r in records], "optima": records,
+        "lr_exponent": lr_fit["exponent"], "lr_exponent_se": lr_fit["se"], "lr_exponent_ci": lr_fit["ci"],
+        "lr_exponent_ci_t": lr_fit["ci_t"], "lr_exponent_ci_bootstrap": lr_fit["ci_bootstrap"],
+        "lr_exponent_ci_grid": lr_fit.get("ci_grid"),
+        "lr_constant": lr_fit["constant"], "lr_exponent_observed": None if pl_obs is None else pl_obs.k,
+        "optimum_method": opts.optimum,
+        "max_stable_lr_exponent": ms_fit["exponent"], "max_stable_lr_exponent_ci": ms_fit["ci"],
+        "max_stable_lr_constant": ms_fit["constant"],
+        "transfer": transfer, "transfer_tol": opts.transfer_tol, "verdict": verdict,
+        "lr_factor_per_doubling": None if pl is None else 2.0 ** pl.k,
+        "target_width": opts.target_width,
+        **({"predicted_lr": lr_fit["predicted"], "predicted_lr_ci": lr_fit["predicted_ci"],
+            "predicted_max_stable_lr": ms_fit["predicted"], "predicted_max_stable_lr_ci": ms_fit["predicted_ci"]}
+           if opts.target_width is not None else {}),
+        "loss_law": None if law is None else {
+            "E": law.e, "A": law.a, "alpha": law.alpha,
+            "predicted_loss": None if opts.target_width is None else law.predict(opts.target_width)},
+        "interpretation": interpretation,
+        "bootstrap": {"reps": opts.bootstrap if resampled else 0, "resampled": "seeds" if resampled else None,
+                      "level": opts.level},
+        "warnings": warnings,
+    }, grid
+
+
+def _label(key: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in key.items()) or "all runs"
+
+
+def _interpretation(key: dict, opts: FitOptions, k, ci) -> tuple[dict | None, str | None]:
+    """Theory comparison when param, optim and setting are known (flags, else the group key)."""
+    from scaleadvise.fit_interpret import interpret, parse_setting
+
+    lower = {str(c).lower(): v for c, v in key.items()}
+    pick = lambda flag, names: flag if flag else next((str(lower[n]) for n in names if n in lower), None)  # noqa: E731
+    param, optim, setting = (pick(opts.param, _PARAM_KEYS), pick(opts.optim, _OPTIM_KEYS),
+                             pick(opts.setting, _SETTING_KEYS))
+    if not (param or optim or setting):
+        return None, None
+    missing = [n for n, v in (("--param", param), ("--optim", optim), ("--setting", setting)) if not v]
+    if missing:
+        return None, f"{_label(key)}: no theory comparison without {', '.join(missing)}"
+    try:
+        return interpret(k, ci, param, optim, parse_setting(setting)), None
+    except UserError as e:
+        if opts.param and opts.optim and opts.setting:
+            raise  # a bad flag is an error; a bad cell in a grouping column only a warning
+        return None, f"{_label(key)}: no theory comparison ({e})"
+
+
+# --------------------------------------------------------------------------- whole file
+
+
+@dataclass
+class FitResult:
+    doc: dict  # the --json document
+    grids: list[Grid]  # one per group, for plotting
+
+
+def fit_sweep(path: str, opts: FitOptions, progress: Progress | None = None) -> FitResult:
+    """Fit the sweep table at ``path``; ``.doc`` is the ``scaleadvise fit --json`` document."""
+    if opts.optimum not in ("refined", "observed"):
+        raise UserError(f"--optimum: {opts.optimum!r} is not 'refined' or 'observed'")
+    if opts.setting:
+        from scaleadvise.fit_interpret import parse_setting
+
+        parse_setting(opts.setting)
+    frame, groups, warnings, info = load_runs(path, opts)
+    results, grids = [], []
+    if groups:
+        parts = frame.groupby(groups, sort=True, dropna=False)
+        items = [(dict(zip(groups, k if isinstance(k, tuple) else (k,))), sub) for k, sub in parts]
+    else:
+        items = [({}, frame)]
+    for gi, (key, sub) in enumerate(items):
+        key = {k: (v.item() if hasattr(v, "item") else v) for k, v in key.items()}
+        rng = np.random.default_rng([opts.seed, gi])
+        res, grid = analyze_group(key, sub["width"].to_numpy(float), sub["lr"].to_numpy(float),
+                                  sub["loss"].to_numpy(float), opts, rng, progress)
+        results.append(res)
+        grids.append(grid)
+        prefix = f"{res['label']}: " if groups else ""
+        warnings += [prefix + w for w in res["warnings"]]
+    doc = {"file": str(path), **info, "group_by": groups, "target_width": opts.target_width,
+           "groups": results, "warnings": warnings}
+    return FitResult(doc=doc, grids=grids)
