@@ -55,12 +55,12 @@ class GradientLaw:
     def width_where(self, level: float) -> float:
         """The width n with s(n) = level, solved in log space: ln n = (ln C - ln level) / g.
 
-        inf when s never falls to ``level`` as width grows (g < 0, or g = 0 with s
-        above it); 0 when g = 0 and s is already at or below it.
+        inf when s never falls below ``level`` as width grows (g < 0, or g = 0 with s
+        at or above it); 0 when g = 0 and s is already below it.
         """
         gap = self.log_c - math.log(level)  # ln s(1) - ln level
-        if self.g <= 0:  # s never shrinks with width
-            return 0.0 if (self.g == 0 and gap <= 0) else math.inf
+        if self.g <= 0:  # s never shrinks with width; at exactly ``level`` it has not fallen below
+            return 0.0 if (self.g == 0 and gap < -1e-9) else math.inf
         exponent = gap / self.g
         return math.exp(exponent) if exponent < 709 else math.inf
 
@@ -101,21 +101,24 @@ def fit_gradient_law(
 
 
 def _replicate_exponents(widths: Sequence[float], values: Sequence[float], replicates: Sequence[object] | None) -> list[float]:
-    """g of each replicate (step/seed) that spans at least two widths."""
-    from scaleadvise.powerlaw import fit_power_law
+    """g of each replicate (step/seed) that spans at least two widths, all fitted at once."""
+    import numpy as np
 
-    if replicates is None:
+    from scaleadvise.powerlaw import batched_slopes
+
+    if replicates is None or len(set(replicates)) < 2:
         return []
-    groups: dict[object, tuple[list[float], list[float]]] = {}
-    for w, v, r in zip(widths, values, replicates):
-        groups.setdefault(r, ([], []))[0].append(w)
-        groups[r][1].append(v)
-    out = []
-    for ws, vs in groups.values():
-        law = fit_power_law(ws, vs)
-        if law is not None:
-            out.append(-law.k)
-    return out
+    rep_codes: dict[object, int] = {}
+    r_idx = np.array([rep_codes.setdefault(r, len(rep_codes)) for r in replicates])
+    w_unique, w_idx = np.unique(np.asarray(widths, dtype=float), return_inverse=True)
+    total = np.zeros((len(rep_codes), len(w_unique)))
+    count = np.zeros_like(total)
+    np.add.at(total, (r_idx, w_idx), np.log2(np.asarray(values, dtype=float)))
+    np.add.at(count, (r_idx, w_idx), 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log2_y = np.where(count > 0, total / count, np.nan)  # duplicates at a (replicate, width) averaged
+    k, _ = batched_slopes(np.log2(w_unique), log2_y)
+    return [-float(x) for x in k if np.isfinite(x)]
 
 
 def anchored_gradient_law(width: float, values: Sequence[float], g: float) -> GradientLaw:
@@ -145,10 +148,6 @@ def lr_factor(ratio: float) -> float:
 def v_underflow_width(law: GradientLaw, dtype: str) -> float:
     """Width at which v = s² drops below the dtype's smallest normal number (s < sqrt(tiny))."""
     return law.width_where(math.sqrt(SMALLEST_NORMAL[dtype]))
-
-
-def floor_power_of_ten(x: float) -> float:
-    return 10.0 ** math.floor(math.log10(x))
 
 
 def floor_one_digit(x: float) -> float:
@@ -194,7 +193,7 @@ class Recommendation:
     command: str | None = None
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
+        return dict(self.__dict__)
 
 
 @dataclass
@@ -248,25 +247,30 @@ def recommend(
     worst_ratio = eps_ratio(laws[worst], ctx.eps, t)
     v_width = min(v_underflow_width(laws[k], ctx.state_dtype) for k in names)
     who = "" if len(names) == 1 else f" ({worst})"
+    state = ""
     if v_width <= t:
-        return Recommendation(
-            "adam-atan2",
-            f"v = g² falls below the smallest normal {ctx.state_dtype} number at width {_fmt_w(v_width)} "
-            f"<= {_fmt_w(t)}: no epsilon fixes an underflowed v; Adam-atan2 (C.5) is scale-invariant, so "
-            f"scale the loss up to lift v into range (or keep the optimizer state in fp32)",
-            safe_up_to_width=safe_width,
-        )
+        fp32_width = min(v_underflow_width(laws[k], "fp32") for k in names)
+        if fp32_width <= t:
+            return Recommendation(
+                "adam-atan2",
+                f"v = g² falls below the smallest normal fp32 number at width {_fmt_w(fp32_width)} <= "
+                f"{_fmt_w(t)}: no epsilon fixes an underflowed v; Adam-atan2 (C.5) is scale-invariant, so "
+                f"the loss can be scaled up to lift v into range without changing the update",
+                safe_up_to_width=safe_width,
+            )
+        state = (f"keep the optimizer state in fp32: v = g² underflows {ctx.state_dtype} from width "
+                 f"{_fmt_w(v_width)}, fp32 only from {_fmt_w(fp32_width)}; then: ")
     if worst_ratio <= r:
         return Recommendation(
             "keep",
-            f"eps = {ctx.eps:.0e} stays below {r:.0%} of sqrt(v) up to width {_fmt_w(safe_width)}"
+            f"{state}eps = {ctx.eps:.0e} stays below {r:.0%} of sqrt(v) up to width {_fmt_w(safe_width)}"
             f"{who}, beyond the target {_fmt_w(t)} (LR reduced by at most {1 - lr_factor(worst_ratio):.2%})",
             eps=ctx.eps, safe_up_to_width=safe_width,
         )
-    over = (f"at width {_fmt_w(t)} eps = {ctx.eps:.0e} is {worst_ratio:.3g}× sqrt(v){who}, "
+    over = (f"{state}at width {_fmt_w(t)} eps = {ctx.eps:.0e} is {worst_ratio:.3g}× sqrt(v){who}, "
             f"cutting its effective LR to {lr_factor(worst_ratio):.3g}× (safe only up to width {_fmt_w(safe_width)})")
     needed = r * min(laws[k].at(t) for k in names)
-    smaller = floor_power_of_ten(needed)
+    smaller = 10.0 ** math.floor(math.log10(needed))  # a power of ten a person can type
     if smaller >= ctx.min_eps:
         return Recommendation(
             "smaller-constant",
@@ -276,6 +280,9 @@ def recommend(
         )
     if g_theory is not None:
         base = floor_one_digit(per_layer_base_eps(laws, g_theory, ctx.eps, r, ctx.base_width, t))
+        # With eps_l = X·(n/b)^-g_theory the ratio drifts only as (n/b)^(g_measured - g_theory).
+        drift = {k: GradientLaw(laws[k].g - g_theory[k], laws[k].log_c - g_theory[k] * math.log(ctx.base_width))
+                 for k in names}
         caveat = ""
         if disagree:
             caveat = (f"; measured g disagrees with theory for {', '.join(disagree)}: this base eps covers "
@@ -285,7 +292,8 @@ def recommend(
             f"{over}; a constant would have to be {needed:.1e} (< {ctx.min_eps:.0e}, too small, App. F); "
             f"eps_l = base_eps·(n/{ctx.base_width:.0f})^-g_l (§4.3) with base_eps = {base:.0e} keeps "
             f"eps/sqrt(v) at the measured ratio (at most {r:.0%}){caveat}; or use Adam-atan2 (C.5)",
-            base_eps=base, safe_up_to_width=safe_width, command=prescribe_command(ctx, base),
+            base_eps=base, safe_up_to_width=min(crossing_width(drift[k], base, r) for k in names),
+            command=prescribe_command(ctx, base),
         )
     return Recommendation(
         "adam-atan2",
@@ -397,16 +405,21 @@ def load_gradients(path: str, overrides: Mapping[str, str | None] | None = None)
         if inf.any():
             i = int(np.flatnonzero(inf)[0])
             raise UserError(f"{path}: line {i + 2}, column 'sqrt_v_rms': {v[i]} is not finite")
+    names = frame["layer"].map(lambda x: "" if x is None or (isinstance(x, float) and math.isnan(x)) else str(x).strip())
+    empty = (names == "").to_numpy()
+    if empty.any():
+        raise UserError(f"{path}: line {int(np.flatnonzero(empty)[0]) + 2}, column 'layer': empty layer name")
+    rep_cols = [c for c in ("step", "seed") if c in frame.columns]
+    replicate = list(zip(*(frame[c].tolist() for c in rep_cols))) if rep_cols else [()] * len(frame)
+    sqrt_v = frame["sqrt_v_rms"].tolist() if has_v else [math.nan] * len(frame)
     layers: dict[str, LayerSamples] = {}
-    for i, (width, layer, grad) in enumerate(zip(frame["width"], frame["layer"], frame["grad_rms"])):
-        name = "" if layer is None or (isinstance(layer, float) and math.isnan(layer)) else str(layer).strip()
-        if not name:
-            raise UserError(f"{path}: line {i + 2}, column 'layer': empty layer name")
-        if name not in layers:
-            layers[name] = LayerSamples(name, layer_type_of(name, f"{path}: line {i + 2}, column 'layer'"))
-        sv = float(frame["sqrt_v_rms"].iat[i]) if has_v else math.nan
-        replicate = tuple(float(frame[c].iat[i]) for c in ("step", "seed") if c in frame.columns)
-        layers[name].add(float(width), float(grad), None if math.isnan(sv) else sv, replicate)
+    for name, rows in names.groupby(names, sort=False).indices.items():
+        where = f"{path}: line {int(rows[0]) + 2}, column 'layer'"
+        s = layers[name] = LayerSamples(name, layer_type_of(name, where))
+        s.widths = frame["width"].to_numpy()[rows].tolist()
+        s.grad_rms = frame["grad_rms"].to_numpy()[rows].tolist()
+        s.sqrt_v_rms = [None if math.isnan(sqrt_v[i]) else sqrt_v[i] for i in rows]
+        s.replicate = [replicate[i] for i in rows]
     return layers
 
 

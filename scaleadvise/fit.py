@@ -14,15 +14,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scaleadvise.errors import UserError
-from scaleadvise.fit_optima import (INSTABILITY_RATIO, Grid, Optima, bootstrap_grids, build_grid, has_repeats,
-                                    locate_optima, refined_interval)
+from scaleadvise.fit_optima import (INSTABILITY_RATIO, Grid, Optima, bootstrap_grids, build_grid, dense_codes,
+                                    has_repeats, locate_optima, refined_interval)
 from scaleadvise.powerlaw import PowerLaw, batched_slopes, fit_loss_law, fit_power_law, grid_offsets
 from scaleadvise.tables import Column, read_table
 
 SWEEP_COLUMNS = (
-    Column("width", ("d_model", "n_embd", "model_dim", "hidden_size", "embed_dim", "emb_dim", "dim", "d", "n"),
-           positive=True),
-    Column("lr", ("learning_rate", "base_lr", "peak_lr", "max_lr", "lr_base", "eta", "beta"), positive=True),
+    # Short names such as "d", "n" or "beta" are left out on purpose: they too often mean
+    # something else (a count, Adam's beta); --width-col/--lr-col name them.
+    Column("width", ("d_model", "n_embd", "model_dim", "hidden_size", "embed_dim", "emb_dim", "dim"), positive=True),
+    Column("lr", ("learning_rate", "base_lr", "peak_lr", "max_lr", "lr_base", "eta"), positive=True),
     Column("loss", ("eval_loss", "val_loss", "valid_loss", "validation_loss", "test_loss", "final_loss",
                     "eval/loss", "val/loss", "loss_eval"), allow_nonfinite=True),
     Column("seed", ("random_seed", "run_seed", "rng_seed", "replicate"), numeric=False, required=False),
@@ -56,37 +57,111 @@ class FitOptions:
 # --------------------------------------------------------------------------- loading
 
 
-def load_runs(path: str, opts: FitOptions) -> tuple["object", list[str], list[str], dict]:
+@dataclass
+class Runs:
+    """One row per run (its final step), as arrays; ``group`` indexes ``keys``."""
+
+    width: np.ndarray  # (unique widths, code per run)
+    lr: np.ndarray  # (unique LRs, code per run)
+    loss: np.ndarray
+    group: np.ndarray
+    keys: list[dict]
+    widths: np.ndarray
+    lrs: np.ndarray
+    complete: bool = False  # one group and no row dropped: codes are already dense
+
+
+def _combine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Codes of the pairs (a, b), kept small enough to index an array of one slot per code."""
+    c = a * (int(b.max(initial=0)) + 1) + b
+    return c if c.max(initial=0) < max(4 * c.size, 1 << 20) else dense_codes(c)[1]
+
+
+def _text_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """dense_codes of a grouping column, with text stripped (' stp' and 'stp' are one sweep)."""
+    uniq, code = dense_codes(values)
+    if uniq.dtype.kind in "OUS":
+        uniq, remap = dense_codes(np.array([str(u).strip() for u in uniq], dtype=object))
+        code = remap[code]
+    return uniq, code
+
+
+def _max_per(code: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The maximum of ``values`` within each code, broadcast back to the rows."""
+    m = np.full(int(code.max(initial=-1)) + 1, -np.inf)
+    np.maximum.at(m, code, values)
+    return m[code]
+
+
+def load_runs(path: str, opts: FitOptions) -> tuple[Runs, list[str], list[str], dict]:
     """Read the table and keep one row per run: its final step (or the last <= --step)."""
     table = read_table(path, SWEEP_COLUMNS, opts.columns)
     frame = table.frame
     warnings: list[str] = []
     groups = _group_columns(table, opts.group_by)
     info = {"rows": len(frame), "columns": table.mapping}
+    width, lr, loss = (frame[c].to_numpy(float) for c in ("width", "lr", "loss"))
+    gcode = np.zeros(len(frame), dtype=np.int64)
+    key_values = []
+    for col in groups:
+        uniq, code = _text_codes(frame[col].to_numpy())
+        gcode, key_values = _combine(gcode, code), key_values + [(col, uniq, code)]
+    keep = np.ones(len(frame), dtype=bool)
+    widths, wi = dense_codes(width)
+    lrs, li = dense_codes(lr)
     if "step" in frame.columns:
+        step = frame["step"].to_numpy(float)
         if opts.step is not None:
-            frame = frame[frame["step"].to_numpy() <= opts.step]
-            if len(frame) == 0:
-                s = table.frame["step"]
-                raise UserError(f"{path}: --step {opts.step}: no rows at or before it (steps run {s.min():g}..{s.max():g})")
-        keys = groups + ["width", "lr"] + (["seed"] if "seed" in frame.columns else [])
-        last = frame.groupby(keys, sort=False, dropna=False)["step"].transform("max").to_numpy()
-        frame = frame[frame["step"].to_numpy() == last]
+            keep = step <= opts.step
+            if not keep.any():
+                raise UserError(f"{path}: --step {opts.step}: no rows at or before it "
+                                f"(steps run {step.min():g}..{step.max():g})")
+        wcode = _combine(gcode, wi) if groups else wi
+        run = _combine(wcode, li)
+        if "seed" in frame.columns:
+            seed = frame["seed"].to_numpy()
+            # Integer seeds in a compact range are their own codes; anything else is hashed.
+            small = seed.dtype.kind in "iu" and seed.size and 0 <= seed.min() and seed.max() < 4 * seed.size
+            run = _combine(run, seed.astype(np.int64) if small else dense_codes(seed)[1])
+        masked = np.where(keep, step, -np.inf)
+        keep &= masked == _max_per(run, masked)
         # A run that stops before the others at its width crashed or is still running:
         # leave it out rather than compare losses from different points in training.
-        final = frame.groupby(groups + ["width"], sort=False, dropna=False)["step"].transform("max").to_numpy()
-        short = frame["step"].to_numpy() < final
+        short = keep & (masked < _max_per(wcode, np.where(keep, step, -np.inf)))
         if short.any():
-            counts = frame[short].groupby(["width"], sort=True).size()
-            listed = ", ".join(f"{int(w):d} ({n})" for w, n in counts.items())
+            ws, counts = np.unique(width[short], return_counts=True)
+            listed = ", ".join(f"{w:g} ({c})" for w, c in zip(ws, counts))
             warnings.append(f"runs that stop before the last step at their width were left out, by width: {listed}; "
                             "use --step to compare all runs at an earlier step")
-            frame = frame[~short]
+            keep &= ~short
     elif opts.step is not None:
         raise UserError(f"{path}: --step given but the table has no step column "
                         f"(tried {list(SWEEP_COLUMNS[4].candidates)}); name it with --step-col")
-    info["runs"] = len(frame)
-    return frame, groups, warnings, info
+    # One key per group code, read off the first row of each group.
+    if groups:
+        _, group = dense_codes(gcode)  # groups in sorted key order
+        first = np.full(int(group.max(initial=0)) + 1, group.size)
+        np.minimum.at(first, group, np.arange(group.size))
+    else:
+        group, first = gcode, np.zeros(1, dtype=np.int64)
+    keys = [{col: _py(uniq[code[i]]) for col, uniq, code in key_values} for i in first]
+    # Known columns with one value throughout (optim=adam) still tell the theory what was run.
+    lower = {c.lower(): c for c in table.extra_columns}
+    info["context"] = {c: _py(frame[lower[c]].iloc[0]).strip() if isinstance(frame[lower[c]].iloc[0], str)
+                       else _py(frame[lower[c]].iloc[0])
+                       for c in AUTO_GROUP_COLUMNS if c in lower and lower[c] not in groups
+                       and frame[lower[c]].nunique(dropna=False) == 1}
+    if keep.all():  # nothing dropped: no copies, and every width and LR occurs
+        runs = Runs(width=wi, lr=li, loss=loss, group=group, keys=keys, widths=widths, lrs=lrs, complete=not groups)
+    else:
+        runs = Runs(width=wi[keep], lr=li[keep], loss=loss[keep], group=group[keep], keys=keys, widths=widths,
+                    lrs=lrs)
+    info["runs"] = int(keep.sum())
+    return runs, groups, warnings, info
+
+
+def _py(v):
+    return v.item() if hasattr(v, "item") else v
 
 
 def _group_columns(table, group_by: tuple[str, ...] | None) -> list[str]:
@@ -230,9 +305,13 @@ def _bootstrap(grid: Grid, use: np.ndarray, use_ms: np.ndarray, opts: FitOptions
     return {k: np.concatenate(v) for k, v in out.items() if v}
 
 
-def analyze_group(key: dict, width: np.ndarray, lr: np.ndarray, loss: np.ndarray, opts: FitOptions,
-                  rng: np.random.Generator, progress: Progress | None = None) -> tuple[dict, Grid]:
-    """Everything ``fit --json`` reports for one sweep (one parameterization x optimizer x setting)."""
+def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng: np.random.Generator,
+                  progress: Progress | None = None, context: dict | None = None) -> tuple[dict, Grid]:
+    """Everything ``fit --json`` reports for one sweep (one parameterization x optimizer x setting).
+
+    ``width`` and ``lr`` are per-run values, or (sorted uniques, code per run) pairs;
+    ``context`` holds single-valued columns (optim=adam) the theory comparison may use.
+    """
     grid = build_grid(width, lr, loss)
     opt = locate_optima(grid.log2_lr, grid.loss, grid.present, opts.instability)
     notes: dict[str, list] = {k: [] for k in _NOTE_TEXT}
@@ -260,11 +339,12 @@ def analyze_group(key: dict, width: np.ndarray, lr: np.ndarray, loss: np.ndarray
 
     def summary(fit: PowerLaw | None, kb: str, pb: str, mask: np.ndarray, gaps: tuple | None) -> dict:
         if fit is None:
-            return {"exponent": None, "se": None, "ci": None, "constant": None, "predicted": None, "predicted_ci": None}
+            return {"exponent": None, "se": None, "ci": None, "ci_t": None, "ci_bootstrap": None, "ci_grid": None,
+                    "constant": None, "predicted": None, "predicted_ci": None}
         ci_t, ci_b = fit.k_interval(opts.level), _percentile_ci(boot[kb], opts.level) if kb in boot else None
         ci_g = pi_g = None
         if gaps is not None:  # the LR grid's resolution (best-of-sweep and max stable LR)
-            k_off, p_off = grid_offsets(np.log2(grid.widths[mask]), gaps[0][mask], gaps[1][mask], target, opts.level)
+            k_off, p_off = grid_offsets(np.log2(grid.widths[mask]), gaps[0][mask], gaps[1][mask], target)
             ci_g = (fit.k + k_off[0], fit.k + k_off[1])
             if p_off is not None:
                 mid = fit.log2_c + fit.k * target
@@ -286,7 +366,7 @@ def analyze_group(key: dict, width: np.ndarray, lr: np.ndarray, loss: np.ndarray
     ms_fit = summary(pl_ms, "k_ms", "pred_ms", use_ms, (np.zeros_like(ms_above), ms_above))
     transfer, verdict = transfer_verdict(lr_fit["exponent"], lr_fit["ci"], opts.transfer_tol)
     law = fit_loss_law(grid.widths[use], opt.min_loss[use])
-    interpretation, why_not = _interpretation(key, opts, lr_fit["exponent"], lr_fit["ci"])
+    interpretation, why_not = _interpretation({**(context or {}), **key}, opts, lr_fit["exponent"], lr_fit["ci"])
     if why_not:
         warnings.append(why_not)
     return {
@@ -331,13 +411,13 @@ def _interpretation(key: dict, opts: FitOptions, k, ci) -> tuple[dict | None, st
         return None, None
     missing = [n for n, v in (("--param", param), ("--optim", optim), ("--setting", setting)) if not v]
     if missing:
-        return None, f"{_label(key)}: no theory comparison without {', '.join(missing)}"
+        return None, f"no theory comparison without {', '.join(missing)}"
     try:
         return interpret(k, ci, param, optim, parse_setting(setting)), None
     except UserError as e:
         if opts.param and opts.optim and opts.setting:
             raise  # a bad flag is an error; a bad cell in a grouping column only a warning
-        return None, f"{_label(key)}: no theory comparison ({e})"
+        return None, f"no theory comparison ({e})"
 
 
 # --------------------------------------------------------------------------- whole file
@@ -357,18 +437,19 @@ def fit_sweep(path: str, opts: FitOptions, progress: Progress | None = None) -> 
         from scaleadvise.fit_interpret import parse_setting
 
         parse_setting(opts.setting)
-    frame, groups, warnings, info = load_runs(path, opts)
+    runs, groups, warnings, info = load_runs(path, opts)
     results, grids = [], []
-    if groups:
-        parts = frame.groupby(groups, sort=True, dropna=False)
-        items = [(dict(zip(groups, k if isinstance(k, tuple) else (k,))), sub) for k, sub in parts]
-    else:
-        items = [({}, frame)]
-    for gi, (key, sub) in enumerate(items):
-        key = {k: (v.item() if hasattr(v, "item") else v) for k, v in key.items()}
+    order = np.argsort(runs.group, kind="stable") if groups else None
+    bounds = np.searchsorted(runs.group[order], np.arange(len(runs.keys) + 1)) if groups else [0, runs.group.size]
+    for gi, key in enumerate(runs.keys):
+        rows = order[bounds[gi]:bounds[gi + 1]] if groups else slice(None)
+        if groups and rows.size == 0:  # every row of this group was after --step
+            warnings.append(f"{_label(key)}: no runs at or before step {opts.step}; left out")
+            continue
         rng = np.random.default_rng([opts.seed, gi])
-        res, grid = analyze_group(key, sub["width"].to_numpy(float), sub["lr"].to_numpy(float),
-                                  sub["loss"].to_numpy(float), opts, rng, progress)
+        res, grid = analyze_group(key, (runs.widths, runs.width[rows], runs.complete),
+                                  (runs.lrs, runs.lr[rows], runs.complete), runs.loss[rows], opts, rng, progress,
+                                  context=info["context"])
         results.append(res)
         grids.append(grid)
         prefix = f"{res['label']}: " if groups else ""

@@ -52,7 +52,7 @@ def predicted_k(c_true: dict[str, float], c_applied: dict[str, float]) -> tuple[
     """The theory's optimal-LR exponent and the layer types that carry the base LR."""
     gaps = {t: c_true[t] - c_applied[t] for t in c_true}
     worst = max(gaps.values())
-    return -worst, [t for t, v in gaps.items() if abs(v - worst) < 1e-9]
+    return 0.0 - worst, [t for t, v in gaps.items() if abs(v - worst) < 1e-9]  # 0.0 - x: no "-0"
 
 
 def _fmt_c(c: dict[str, float]) -> str:
@@ -84,8 +84,14 @@ def interpret(k: float | None, k_ci: tuple[float, float] | None, param_name: str
                           "no exponent was measured to compare")
         return out
     preds = np.array([p[1] for p in curve])
-    i = int(np.argmin(np.abs(preds - k)))
+    gap = np.abs(preds - k)
+    # Ties (k flat in alpha, e.g. the embedding carrying the base LR): take the largest
+    # alignment, whose exponents are the conservative (smaller-LR) ones.
+    tied = np.flatnonzero(gap <= gap.min() + 1e-9)
+    i = int(tied[-1])
     alpha, kp, carriers, c_true = curve[i]
+    tie_note = (f" (any alpha = u in [{curve[tied[0]][0]:g}, {alpha:g}] predicts the same)"
+                if tied.size > 1 else "")
     # Explained: some alignment predicts k to within the scan's resolution or inside k's interval.
     explained = abs(kp - k) <= MATCH_TOL or (k_ci is not None and k_ci[0] <= kp <= k_ci[1])
     consistent = [p[0] for p in curve if k_ci is not None and k_ci[0] <= p[1] <= k_ci[1]]
@@ -95,10 +101,11 @@ def interpret(k: float | None, k_ci: tuple[float, float] | None, param_name: str
         "alignment_range": [min(consistent), max(consistent)] if consistent else None,
         "flattening_c": c_true if explained else None,
     })
-    who = " and ".join(carriers)
+    who = " and ".join([", ".join(carriers[:-1]), carriers[-1]] if len(carriers) > 1 else carriers)
     if explained:
         msg = (f"{param.name}+{optim}, {setting} LR: measured k = {k:.2f} matches the theory at alpha = u = {alpha:g} "
-               f"(omega = 1/2), where {who} carry the base LR; full alignment predicts {k_full:g}, none {k_none:g}. ")
+               f"(omega = 1/2){tie_note}, where {who} carry the base LR; full alignment predicts {k_full:g}, "
+               f"none {k_none:g}. ")
         if abs(kp) < 1e-9:
             msg += "The applied exponents already absorb the width scaling."
         else:

@@ -10,9 +10,9 @@ Per width (paper §4.2 and C.1):
 
 * the best observed LR: the paper's method, the argmin over the sweep;
 * a refined optimum: the vertex of a least-squares parabola of loss against
-  log2(lr) through the minimum and its stable neighbours within a factor of 2
-  (always at least one neighbour on each side), so a grid step of 2^0.5 no
-  longer quantises the exponent;
+  log2(lr) through the minimum and its finite neighbours within a factor of 2
+  (always at least one neighbour on each side, never past the first unstable
+  LR), so a grid step of 2^0.5 no longer quantises the exponent;
 * the largest stable LR, by the C.1 heuristic: an LR above the optimum is
   unstable when its loss is NaN/inf or more than 20% above the minimum; the
   largest stable LR is the last finite LR below the first unstable one.
@@ -20,6 +20,7 @@ Per width (paper §4.2 and C.1):
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -49,32 +50,62 @@ class Grid:
         return np.log2(self.lrs)
 
 
-def build_grid(width: np.ndarray, lr: np.ndarray, loss: np.ndarray) -> Grid:
+def dense_codes(values) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique values, code of each row): np.unique's answer by hashing, not sorting 1e6 rows."""
+    import pandas as pd
+
+    try:
+        codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=False)
+    except TypeError:  # mixed types in a grouping column: keep first-seen order
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    return np.asarray(uniques), codes.astype(np.int64, copy=False)
+
+
+def _codes(values) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted uniques and codes from raw values, or compacted from (uniques, codes[, complete])
+    computed for a larger table."""
+    if not isinstance(values, tuple):
+        return dense_codes(np.asarray(values, dtype=float))
+    uniques, codes, *complete = values
+    if complete and complete[0]:  # the caller knows every unique value occurs
+        return uniques, codes
+    used = np.bincount(codes, minlength=uniques.size) > 0
+    return uniques[used], (np.cumsum(used) - 1)[codes]
+
+
+def build_grid(width, lr, loss: np.ndarray) -> Grid:
     """Aggregate runs (one final loss each) into the grid; seeds averaged, spread kept.
+
+    ``width`` and ``lr`` are per-run values or (sorted uniques, code per run) pairs.
 
     A cell with any diverged seed counts as diverged (NaN): C.1 treats NaNs as
     instability, and an LR that diverges for some seeds is not one to launch at.
     """
-    widths, wi = np.unique(width, return_inverse=True)
-    lrs, li = np.unique(lr, return_inverse=True)
+    widths, wi = _codes(width)
+    lrs, li = _codes(lr)
     n_cells = widths.size * lrs.size
-    cell = wi.ravel() * lrs.size + li.ravel()
+    cell = wi * lrs.size + li
+    loss = np.asarray(loss, dtype=float)
     finite = np.isfinite(loss)
-    lf = np.where(finite, loss, 0.0)
+    all_finite = bool(finite.all())
+    # One pass for the sums: the spread comes from the sum of squares about a shift
+    # (any one loss), which keeps the cancellation harmless for losses O(1) apart.
+    shift = float(loss[finite][0]) if finite.any() else 0.0
+    x = loss - shift if all_finite else np.where(finite, loss - shift, 0.0)
     runs = np.bincount(cell, minlength=n_cells)
-    n_ok = np.bincount(cell, weights=finite, minlength=n_cells)
-    s1 = np.bincount(cell, weights=lf, minlength=n_cells)
+    n_ok = runs.astype(float) if all_finite else np.bincount(cell, weights=finite, minlength=n_cells)
+    s1 = np.bincount(cell, weights=x, minlength=n_cells)
+    s2 = np.bincount(cell, weights=x * x, minlength=n_cells)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_ok = s1 / n_ok
-        dev = np.where(finite, loss - mean_ok[cell], 0.0)
-        var = np.bincount(cell, weights=dev * dev, minlength=n_cells) / (n_ok - 1)
+        mean_ok = s1 / n_ok + shift
+        var = np.maximum(s2 - s1 * s1 / n_ok, 0.0) / (n_ok - 1)
     diverged = runs - n_ok.astype(np.int64)
     mean = np.where((runs > 0) & (diverged == 0), mean_ok, np.nan)
     std = np.where(n_ok >= 2, np.sqrt(var), np.nan)
     shape = (widths.size, lrs.size)
     return Grid(widths=widths, lrs=lrs, loss=mean.reshape(shape), std=std.reshape(shape),
                 runs=runs.reshape(shape), diverged=diverged.reshape(shape),
-                run_cell=cell, run_loss=np.asarray(loss, dtype=float))
+                run_cell=cell, run_loss=loss)
 
 
 @dataclass(frozen=True)
@@ -120,14 +151,17 @@ def locate_optima(log2_lr: np.ndarray, loss: np.ndarray, present: np.ndarray,
     stable = finite & (idx < first_unstable[..., None])
     max_stable, _ = _last_true(stable)
 
-    # The parabola's window: stable points within `window` octaves of the best,
-    # plus the nearest stable neighbour on each side however far it is.
-    left, has_left = _last_true(stable & (idx < best[..., None]))
-    right = np.argmax(stable & above, axis=-1)
-    has_right = (stable & above).any(-1)
+    # The parabola's window: finite points within `window` octaves of the best, plus
+    # the nearest finite neighbour on each side however far it is. The first unstable
+    # LR may serve (on a steep, coarse sweep it is the only neighbour above), nothing
+    # beyond it: past the threshold the loss leaves the parabola.
+    usable = finite & (idx <= first_unstable[..., None])
+    left, has_left = _last_true(usable & (idx < best[..., None]))
+    right = np.argmax(usable & above, axis=-1)
+    has_right = (usable & above).any(-1)
     d = log2_lr - np.take(log2_lr, best)[..., None]
     nearest = ((idx == left[..., None]) & has_left[..., None]) | ((idx == right[..., None]) & has_right[..., None])
-    win = stable & ((np.abs(d) <= window) | nearest)
+    win = usable & ((np.abs(d) <= window) | nearest)
     can = found & has_left & has_right
 
     w = win.astype(float)
@@ -153,6 +187,14 @@ def locate_optima(log2_lr: np.ndarray, loss: np.ndarray, present: np.ndarray,
     )
 
 
+@lru_cache(maxsize=64)
+def _quantile(level: float, dof: int | None) -> float:
+    """Two-sided normal (dof None) or Student-t quantile; cached, scipy's ppf is slow per call."""
+    from scipy.stats import norm, t
+
+    return float(norm.ppf(0.5 + level / 2) if dof is None else t.ppf(0.5 + level / 2, dof))
+
+
 def refined_interval(log2_lr: np.ndarray, loss: np.ndarray, std: np.ndarray, runs: np.ndarray,
                      window: np.ndarray, coef: np.ndarray, log2_best: float,
                      level: float = 0.95) -> tuple[float, float, str] | None:
@@ -162,18 +204,16 @@ def refined_interval(log2_lr: np.ndarray, loss: np.ndarray, std: np.ndarray, run
     three points, and from the seeds' standard errors when cells were repeated;
     the larger is used. With three single-seed points neither exists: None.
     """
-    from scipy.stats import norm, t
-
     x = log2_lr[window] - log2_best
     y = loss[window]
     n = x.size
     X = np.stack([np.ones(n), x, x * x], 1)
     a, b, c = coef
-    sigma2, quantile, how = 0.0, float(norm.ppf(0.5 + level / 2)), None
+    sigma2, quantile, how = 0.0, _quantile(level, None), None
     if n > 3:
         r = y - X @ coef
         sigma2, how = float(r @ r / (n - 3)), "residuals"
-        quantile = float(t.ppf(0.5 + level / 2, n - 3))
+        quantile = _quantile(level, n - 3)
     se = std[window] / np.sqrt(np.maximum(runs[window], 1))
     if np.isfinite(se).all() and n and float(np.mean(se**2)) > sigma2:
         sigma2, how = float(np.mean(se**2)), "seeds"
@@ -191,35 +231,61 @@ def has_repeats(grid: Grid) -> bool:
     return bool((grid.runs >= 2).any())
 
 
+EXACT_RESAMPLE_MAX = 30  # cells with more runs use the normal limit of the resampled mean
+
+
 def bootstrap_grids(grid: Grid, reps: int, rng: np.random.Generator,
                     on_chunk: Callable[[int], None] | None = None, chunk_elems: int = 2_000_000):
     """Yield (b, W, L) grids of losses with each cell's runs resampled with replacement.
 
     Runs are resampled within their (width, lr) cell, so each replicate is the
-    sweep one would have seen with other draws of the same seeds. Chunks keep
-    memory bounded; ``on_chunk(b)`` reports progress.
+    sweep one would have seen with other draws of the same seeds. A cell with
+    many runs (more than EXACT_RESAMPLE_MAX) is drawn from the limit of its
+    resampled mean instead, which costs O(cells) rather than O(runs) per
+    replicate: diverged if a Binomial(m, fraction diverged) draw is non-zero,
+    else Normal(mean, sd / sqrt(m)) with the cell's own finite runs' mean and
+    (population) sd. Chunks keep memory bounded; ``on_chunk(b)`` reports progress.
     """
-    order = np.argsort(grid.run_cell, kind="stable")
-    cell = grid.run_cell[order]
-    loss = grid.run_loss[order]
-    n_cells = grid.runs.size
     counts = grid.runs.ravel()
-    starts = np.cumsum(counts) - counts
+    n_cells = counts.size
+    exact = counts <= EXACT_RESAMPLE_MAX
+    rows = exact[grid.run_cell]
+    order = np.argsort(grid.run_cell[rows], kind="stable")
+    cell = grid.run_cell[rows][order]
+    loss = grid.run_loss[rows][order]
+    starts = np.cumsum(np.where(exact, counts, 0)) - np.where(exact, counts, 0)
     row_start, row_count = starts[cell], counts[cell]
     finite = np.isfinite(loss)
     lf = np.where(finite, loss, 0.0)
+    # The large cells' limit: fraction diverged, and mean/sd of the finite runs.
+    n_bad = grid.diverged.ravel()
+    n_ok = counts - n_bad
+    mean_ok = np.where(n_ok > 0, np.nan_to_num(grid.loss.ravel()), 0.0)
+    if (~exact).any():  # grid.loss is NaN where any run diverged: recompute from the runs
+        big = ~exact[grid.run_cell] & np.isfinite(grid.run_loss)
+        c_big, l_big = grid.run_cell[big], grid.run_loss[big]
+        s1 = np.bincount(c_big, weights=l_big, minlength=n_cells)
+        s2 = np.bincount(c_big, weights=(l_big - (s1 / np.maximum(n_ok, 1))[c_big]) ** 2, minlength=n_cells)
+        mean_ok = np.where(exact, mean_ok, s1 / np.maximum(n_ok, 1))
+        se = np.sqrt(s2 / np.maximum(n_ok, 1)) / np.sqrt(np.maximum(counts, 1))
     n = cell.size
-    chunk = max(1, chunk_elems // max(n, 1))
+    chunk = max(1, chunk_elems // max(n, n_cells, 1))
     done = 0
     while done < reps:
         b = min(chunk, reps - done)
-        pick = row_start + (rng.random((b, n)) * row_count).astype(np.int64)
         flat = (np.arange(b)[:, None] * n_cells + cell).ravel()
-        total = np.bincount(flat, weights=lf[pick].ravel(), minlength=b * n_cells)
-        bad = np.bincount(flat, weights=(~finite[pick]).ravel(), minlength=b * n_cells)
+        pick = row_start + (rng.random((b, n)) * row_count).astype(np.int64)
+        total = np.bincount(flat, weights=lf[pick].ravel(), minlength=b * n_cells).reshape(b, n_cells)
+        bad = np.bincount(flat, weights=(~finite[pick]).ravel(), minlength=b * n_cells).reshape(b, n_cells)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = total / (np.tile(counts, b) - bad)
-        mean = np.where((bad == 0) & (np.tile(counts, b) > 0), mean, np.nan)
+            mean = total / (counts - bad)
+        if (~exact).any():
+            frac = np.where(counts > 0, n_bad / np.maximum(counts, 1), 0.0)
+            bad_big = rng.binomial(np.where(exact, 0, counts), frac, size=(b, n_cells))
+            draw = mean_ok + se * rng.standard_normal((b, n_cells))
+            mean = np.where(exact, mean, draw)
+            bad = np.where(exact, bad, bad_big)
+        mean = np.where((bad == 0) & (counts > 0), mean, np.nan)
         done += b
         if on_chunk is not None:
             on_chunk(b)

@@ -56,6 +56,9 @@ def plot_fit(doc: dict, grids: list[Grid], out: str | Path) -> None:
         tmp_path = tmp.name
     try:
         fig.savefig(tmp_path, dpi=130, format=fmt)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # a temp file is 0600; the plot should be as readable as any file
         os.replace(tmp_path, out)
     finally:
         plt.close(fig)
@@ -76,9 +79,14 @@ def _sweep_panel(ax, res: dict, grid: Grid, cmap, norm) -> None:
         lows.append((rec["loss"], np.nanmax(grid.loss[i, ok])))
     ax.set_xscale("log", base=2)
     if lows:
-        lo = min(a for a, _ in lows)
-        hi = min(max(b for _, b in lows), lo * 1.25)  # C.1's 20% band; higher points would flatten the minima
-        ax.set_ylim(lo - 0.03 * (hi - lo), hi)
+        # Every width's minimum in view, plus a margin above the highest; points far up
+        # the walls of the sweep would otherwise flatten the minima into one line.
+        minima = np.array([a for a, _ in lows])
+        top = float(np.max([b for _, b in lows]))
+        span = minima.max() - minima.min()
+        hi = min(top, minima.max() + max(0.6 * span, 0.06 * abs(minima.max())))
+        lo = minima.min() - 0.04 * (hi - minima.min())
+        ax.set_ylim(lo, hi)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("final loss")
     ax.set_title(res["label"], fontsize=10)
@@ -127,4 +135,4 @@ def _law_panel(ax, res: dict, target_width) -> None:
                     capsize=3, label=f"at {target_width:g}: {p:.3g}")
     verdict = {True: "transfers", False: "does not transfer", None: "inconclusive"}[res["transfer"]]
     ax.set_title(f"k = {k:.2f}: {verdict}" if k is not None else "no exponent", fontsize=10)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="best", framealpha=0.85)

@@ -65,9 +65,9 @@ class PowerLaw:
 
 
 def _t_quantile(level: float, dof: int) -> float:
-    from scipy.stats import t
+    from scaleadvise.fit_optima import _quantile
 
-    return float(t.ppf(0.5 + level / 2.0, dof))
+    return _quantile(level, dof)
 
 
 def fit_power_law(x: np.ndarray, y: np.ndarray) -> PowerLaw | None:
@@ -129,26 +129,24 @@ class LossLaw:
         return float(self.e + self.a * float(width) ** -self.alpha)
 
 
-def _huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
-    """Huber loss of residuals and its derivative."""
-    small = np.abs(r) <= delta
-    loss = np.where(small, 0.5 * r * r, delta * (np.abs(r) - 0.5 * delta))
-    grad = np.where(small, r, delta * np.sign(r))
-    return loss, grad
+def _huber(r: np.ndarray, delta: float) -> np.ndarray:
+    a = np.abs(r)
+    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
-def fit_loss_law(widths: np.ndarray, losses: np.ndarray, delta: float = HUBER_DELTA) -> LossLaw | None:
+def fit_loss_law(widths: np.ndarray, losses: np.ndarray, delta: float = HUBER_DELTA,
+                 iterations: int = 300) -> LossLaw | None:
     """Robust fit of L(n) = E + A n^-alpha to the best loss per width.
 
     As in Chinchilla's approach 3 we parameterise E = exp(e), A = exp(a) and
     minimise the Huber loss of log L_pred - log L_obs, where
     log L_pred = logsumexp(a - alpha log n, e), from a grid of initialisations
-    (the objective is not convex) and keep the lowest. Needs three widths and
+    (the objective is not convex) and keep the lowest. The minimiser is
+    Levenberg-Marquardt on Huber-reweighted residuals (IRLS), run for every
+    initialisation at once as one batched numpy computation, accepting a step
+    only when it lowers that start's Huber loss. Needs three widths and
     positive losses; returns None otherwise.
     """
-    from scipy.optimize import minimize
-    from scipy.special import logsumexp
-
     n = np.asarray(widths, dtype=float)
     y = np.asarray(losses, dtype=float)
     ok = np.isfinite(n) & np.isfinite(y) & (n > 0) & (y > 0)
@@ -157,55 +155,71 @@ def fit_loss_law(widths: np.ndarray, losses: np.ndarray, delta: float = HUBER_DE
         return None
     log_n, log_y = np.log(n), np.log(y)
 
-    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        a, e, alpha = theta
-        terms = np.stack([a - alpha * log_n, np.full_like(log_n, e)])
-        log_pred = logsumexp(terms, axis=0)
-        loss, dr = _huber(log_pred - log_y, delta)
-        # d log_pred / d(a, e, alpha): softmax weights of the two terms.
-        wa = np.exp(terms[0] - log_pred)
-        we = 1.0 - wa
-        grad = np.array([dr @ wa, dr @ we, dr @ (-wa * log_n)])
-        return float(loss.sum()), grad
-
-    best = None
+    # Initialisations: E a fraction of the smallest loss, alpha over a range, A through
+    # the smallest width's loss.
     y_min = float(y.min())
-    for e_frac in (0.0, 0.5, 0.9):
-        for alpha0 in (0.1, 0.3, 0.6, 1.0, 2.0):
-            e0 = np.log(max(e_frac * y_min, 1e-3 * y_min))
-            # A from the smallest width, so each start passes near the data.
-            a0 = np.log(max(y[np.argmin(n)] - np.exp(e0), 1e-3 * y_min)) + alpha0 * log_n.min()
-            res = minimize(objective, np.array([a0, e0, alpha0]), jac=True, method="L-BFGS-B",
-                           bounds=[(None, None), (None, None), (0.0, 10.0)])
-            if best is None or res.fun < best.fun:
-                best = res
-    a, e, alpha = best.x
+    e0, alpha0 = (g.ravel() for g in np.meshgrid(np.log(np.array([1e-3, 0.5, 0.9]) * y_min),
+                                                  np.array([0.1, 0.3, 0.6, 1.0, 2.0])))
+    a0 = np.log(np.maximum(y[np.argmin(n)] - np.exp(e0), 1e-3 * y_min)) + alpha0 * log_n.min()
+    theta = np.stack([a0, e0, alpha0], 1)  # (S, 3)
+
+    def evaluate(th: np.ndarray):
+        t_pow = th[:, :1] - th[:, 2:] * log_n  # (S, N)
+        t_e = np.broadcast_to(th[:, 1:2], t_pow.shape)
+        top = np.maximum(t_pow, t_e)
+        log_pred = top + np.log(np.exp(t_pow - top) + np.exp(t_e - top))
+        r = log_pred - log_y
+        wa = np.exp(t_pow - log_pred)  # the power-law term's share of the prediction
+        jac = np.stack([wa, 1.0 - wa, -wa * log_n], -1)  # (S, N, 3)
+        return r, jac, _huber(r, delta).sum(-1)
+
+    r, jac, cost = evaluate(theta)
+    damping = np.full(theta.shape[0], 1e-3)
+    done = np.zeros(theta.shape[0], dtype=bool)
+    for _ in range(iterations):
+        w = np.minimum(1.0, delta / np.maximum(np.abs(r), 1e-300))  # IRLS weights of the Huber loss
+        jw = jac * w[..., None]
+        h = np.einsum("snk,snl->skl", jw, jac)
+        g = np.einsum("snk,sn->sk", jw, r)
+        h = h + damping[:, None, None] * (np.eye(3) * np.diagonal(h, axis1=1, axis2=2)[:, None, :] + 1e-12 * np.eye(3))
+        step = np.linalg.solve(h, g[..., None])[..., 0]
+        trial = theta - step
+        trial[:, 2] = np.clip(trial[:, 2], 0.0, 10.0)
+        r_t, jac_t, cost_t = evaluate(trial)
+        better = cost_t < cost
+        theta = np.where(better[:, None], trial, theta)
+        r = np.where(better[:, None], r_t, r)
+        jac = np.where(better[:, None, None], jac_t, jac)
+        # A start is done once an accepted step gains almost nothing, or no step helps.
+        done |= (better & (cost - cost_t <= 1e-10 * np.maximum(cost, 1e-30))) | (damping > 1e10)
+        cost = np.where(better, cost_t, cost)
+        damping = np.where(better, damping / 3.0, damping * 4.0)
+        if done.all():
+            break
+    a, e, alpha = theta[int(np.argmin(cost))]
     return LossLaw(e=float(np.exp(e)), a=float(np.exp(a)), alpha=float(alpha), n=int(n.size))
 
 
-def grid_offsets(log2_x: np.ndarray, lo: np.ndarray, hi: np.ndarray, target_log2_x: float | None = None,
-                 level: float = 0.95) -> tuple[tuple[float, float], tuple[float, float] | None]:
-    """How far the grid's resolution alone can move a fitted slope (and prediction).
+def grid_offsets(log2_x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                 target_log2_x: float | None = None) -> tuple[tuple[float, float], tuple[float, float] | None]:
+    """How far the LR grid's resolution alone can move a fitted slope (and prediction).
 
     When each log2 y_i is only known to lie in [y_i + lo_i, y_i + hi_i] (a max
     stable LR lies between the last stable LR and the first unstable one, C.1),
-    treat the unknown offset as uniform and independent across widths: slope
-    and prediction are linear in the offsets, so their mean and variance follow
-    exactly; return normal intervals as offsets from the fitted values.
+    the slope and the prediction are linear in the unknown offsets, so their
+    exact range is reached at a corner of the box. It is a bound, not a random
+    error: on power-of-two grids the offsets drift smoothly with width, which is
+    exactly the pattern that tilts a fitted line.
     """
-    from scipy.stats import norm
-
     lx = np.asarray(log2_x, dtype=float)
     dx = lx - lx.mean()
     w_k = dx / float(dx @ dx)
-    z = float(norm.ppf(0.5 + level / 2.0))
-    mid, var = (lo + hi) / 2.0, (hi - lo) ** 2 / 12.0
 
-    def interval(weights: np.ndarray) -> tuple[float, float]:
-        centre, sd = float(weights @ mid), float(np.sqrt(weights**2 @ var))
-        return (centre - z * sd, centre + z * sd)
+    def bound(weights: np.ndarray) -> tuple[float, float]:
+        ends = np.stack([weights * lo, weights * hi])
+        return (float(ends.min(0).sum()), float(ends.max(0).sum()))
 
-    k_off = interval(w_k)
+    k_off = bound(w_k)
     if target_log2_x is None:
         return k_off, None
-    return k_off, interval(1.0 / lx.size + (target_log2_x - lx.mean()) * w_k)
+    return k_off, bound(1.0 / lx.size + (target_log2_x - lx.mean()) * w_k)

@@ -25,7 +25,9 @@ def make_problem(seed: int = 0, steps: int = 6, shapes=SHAPES):
     """Initial params and a gradient sequence (float64, CPU)."""
     gen = torch.Generator().manual_seed(seed)
     init = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
-    grads = [[torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes] for _ in range(steps)]
+    grads = [
+        [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes] for _ in range(steps)
+    ]
     return init, grads
 
 
@@ -84,11 +86,19 @@ def reference_adam_ps(init, grads, lr, betas, eps, weight_decay, min_param_rms=1
 
 
 @pytest.mark.parametrize("foreach", [False, True])
-@pytest.mark.parametrize("a,b,weight_decay", [(1.0, 1.0, 0.0), (4 / math.pi, 1.0, 0.1), (2.0, 2.0, 0.3)])
+@pytest.mark.parametrize(
+    "a,b,weight_decay", [(1.0, 1.0, 0.0), (4 / math.pi, 1.0, 0.1), (2.0, 2.0, 0.3)]
+)
 def test_adam_atan2_matches_float64_reference(foreach, a, b, weight_decay):
     init, grads = make_problem(seed=1)
-    got = run(lambda ps: AdamAtan2(ps, lr=0.05, weight_decay=weight_decay, a=a, b=b, foreach=foreach), init, grads)
-    want = reference_adam_atan2(init, grads, lr=0.05, betas=(0.9, 0.98), weight_decay=weight_decay, a=a, b=b)
+    got = run(
+        lambda ps: AdamAtan2(ps, lr=0.05, weight_decay=weight_decay, a=a, b=b, foreach=foreach),
+        init,
+        grads,
+    )
+    want = reference_adam_atan2(
+        init, grads, lr=0.05, betas=(0.9, 0.98), weight_decay=weight_decay, a=a, b=b
+    )
     flat_init = torch.cat([x.flatten() for x in init])
     assert rel_err(displacement(got, init), want - flat_init) < 1e-12
 
@@ -111,10 +121,20 @@ def test_scale_invariance_where_adam_eps_breaks(scale, adam_change):
     init, grads = make_problem(seed=2, steps=4)
     atan2 = lambda ps: AdamAtan2(ps, lr=0.01, foreach=True)  # noqa: E731
     adam = lambda ps: torch.optim.Adam(ps, lr=0.01, eps=1e-8)  # noqa: E731
-    assert rel_err(displacement(run(atan2, init, grads, grad_scale=scale), init),
-                   displacement(run(atan2, init, grads), init)) < 1e-12
-    assert rel_err(displacement(run(adam, init, grads, grad_scale=scale), init),
-                   displacement(run(adam, init, grads), init)) > adam_change
+    assert (
+        rel_err(
+            displacement(run(atan2, init, grads, grad_scale=scale), init),
+            displacement(run(atan2, init, grads), init),
+        )
+        < 1e-12
+    )
+    assert (
+        rel_err(
+            displacement(run(adam, init, grads, grad_scale=scale), init),
+            displacement(run(adam, init, grads), init),
+        )
+        > adam_change
+    )
 
 
 @pytest.mark.parametrize("scale", [1e-15, 1e15])
@@ -135,11 +155,15 @@ def test_a_equals_b_with_tiny_ratios_is_adam_without_eps(b):
     init, grads = make_problem(seed=4, steps=5)
     lr = 1e-3
     ours = displacement(run(lambda ps: AdamAtan2(ps, lr=lr, a=b, b=b), init, grads), init)
-    adam = displacement(run(lambda ps: torch.optim.Adam(ps, lr=lr, betas=(0.9, 0.98), eps=0.0), init, grads), init)
+    adam = displacement(
+        run(lambda ps: torch.optim.Adam(ps, lr=lr, betas=(0.9, 0.98), eps=0.0), init, grads), init
+    )
     assert (ours - adam).abs().max().item() <= len(grads) * lr / (3 * b**2) + 1e-15
     # and a = b = 1 is visibly not Adam: the first step is pi/4 * lr instead of lr
     first = run(lambda ps: AdamAtan2(ps, lr=lr), init, grads[:1])
-    assert displacement(first, init).abs().max().item() == pytest.approx(lr * math.pi / 4, rel=1e-12)
+    assert displacement(first, init).abs().max().item() == pytest.approx(
+        lr * math.pi / 4, rel=1e-12
+    )
 
 
 @pytest.mark.parametrize("b", [1, 2, 4, 8, 16, 32])
@@ -165,7 +189,9 @@ def test_matches_adam_atan2_pytorch_package(dtype, rtol, weight_decay):
     settings_ = dict(lr=0.02, betas=(0.9, 0.98), weight_decay=weight_decay, a=1.27, b=1.5)
     ours = displacement(run(lambda ps: AdamAtan2(ps, **settings_), init, grads, dtype=dtype), init)
     for cls in (package.AdamAtan2, PackageForeach):
-        theirs = displacement(run(lambda ps: cls(ps, decoupled_wd=False, **settings_), init, grads, dtype=dtype), init)
+        theirs = displacement(
+            run(lambda ps: cls(ps, decoupled_wd=False, **settings_), init, grads, dtype=dtype), init
+        )
         assert rel_err(ours, theirs) < rtol
 
 
@@ -173,11 +199,37 @@ def test_matches_adam_atan2_pytorch_package(dtype, rtol, weight_decay):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_adam_atan2_foreach_equals_plain_bitwise(lr, dtype):
     init, grads = make_problem(seed=7)
+
     def make(foreach):
         rate = torch.tensor(0.01) if lr == "tensor" else lr
-        return lambda ps: AdamAtan2(ps, lr=rate, weight_decay=0.1, a=1.2, b=1.1, maximize=True, foreach=foreach)
-    for x, y in zip(run(make(True), init, grads, dtype=dtype), run(make(False), init, grads, dtype=dtype)):
+        return lambda ps: AdamAtan2(
+            ps, lr=rate, weight_decay=0.1, a=1.2, b=1.1, maximize=True, foreach=foreach
+        )
+
+    for x, y in zip(
+        run(make(True), init, grads, dtype=dtype), run(make(False), init, grads, dtype=dtype)
+    ):
         assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("cls", [AdamAtan2, AdamPS])
+def test_cpu_foreach_batches_are_bitwise_the_unbatched_update(cls, monkeypatch):
+    """On CPU the foreach kernel runs on cache-sized runs of tensors; cutting the lists
+    must not change a bit, wherever the cuts fall."""
+    import scaleadvise.torch.optim as optim
+
+    init, grads = make_problem(seed=17, shapes=[(6, 4), (5,), (3, 2, 2), (30,), (2, 3)])
+    make = lambda ps: cls(ps, lr=0.01, weight_decay=0.1, foreach=True)  # noqa: E731
+    whole = run(make, init, grads, dtype=torch.float32)
+    kernel, calls = cls._foreach_kernel, []
+    counting = staticmethod(lambda *args, **kwargs: calls.append(kernel(*args, **kwargs)))
+    monkeypatch.setattr(cls, "_foreach_kernel", counting)
+    for limit, n_batches in ((1, 5), (30, 4), (50, 2)):  # numels 24, 5, 12, 30, 6
+        monkeypatch.setattr(optim, "_CPU_BATCH_NUMEL", limit)
+        calls.clear()
+        for x, y in zip(run(make, init, grads, dtype=torch.float32), whole):
+            assert torch.equal(x, y)
+        assert len(calls) == n_batches * len(grads)
 
 
 def test_weight_decay_is_decoupled():
@@ -187,7 +239,9 @@ def test_weight_decay_is_decoupled():
     zeros = [[torch.zeros_like(g) for g in gs] for gs in grads]
     lr, wd = 0.1, 0.3
     for foreach in (False, True):
-        got = run(lambda ps: AdamAtan2(ps, lr=lr, weight_decay=wd, a=3.0, foreach=foreach), init, zeros)
+        got = run(
+            lambda ps: AdamAtan2(ps, lr=lr, weight_decay=wd, a=3.0, foreach=foreach), init, zeros
+        )
         for p, x in zip(got, init):
             torch.testing.assert_close(p, x * (1 - lr * wd) ** len(grads), rtol=1e-14, atol=0)
 
@@ -222,7 +276,9 @@ def test_bf16_params_keep_fp32_state_and_round_an_fp32_update():
                     q.copy_(q.to(torch.bfloat16).float())
         for p, q in zip(params, mirror):
             assert p.dtype == torch.bfloat16
-            assert opt.state[p]["exp_avg"].dtype == opt.state[p]["exp_avg_sq"].dtype == torch.float32
+            assert (
+                opt.state[p]["exp_avg"].dtype == opt.state[p]["exp_avg_sq"].dtype == torch.float32
+            )
             assert torch.equal(p.float(), q.detach())
             assert torch.equal(opt.state[p]["exp_avg_sq"], mirror_opt.state[q]["exp_avg_sq"])
 
@@ -231,10 +287,12 @@ def test_bf16_params_keep_fp32_state_and_round_an_fp32_update():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_state_dict_round_trip_continues_bit_for_bit(cls, dtype):
     init, grads = make_problem(seed=11, steps=8)
+
     def fresh(values):
         params = [torch.nn.Parameter(x.to(dtype).clone()) for x in values]
         groups = [{"params": params[:1], "lr": torch.tensor(0.02)}, {"params": params[1:]}]
         return params, cls(groups, lr=0.01, weight_decay=0.05)
+
     def feed(params, opt, grad_seq):
         for gs in grad_seq:
             for p, g in zip(params, gs):
@@ -259,6 +317,9 @@ def test_state_dict_round_trip_continues_bit_for_bit(cls, dtype):
         assert torch.equal(x, y)
 
 
+@pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"
+)  # inductor's import
 def test_compiled_step_matches_eager_and_lr_tensor_changes_do_not_recompile():
     """torch.compile (inductor, CPU) of the optimizer step; a schedule that changes a
     0-dim tensor lr must not recompile: one graph with state creation, one without."""
@@ -285,21 +346,26 @@ def test_compiled_step_matches_eager_and_lr_tensor_changes_do_not_recompile():
     assert counters["stats"]["unique_graphs"] == 2
 
 
-@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("cls,foreach", [(AdamAtan2, True), (AdamPS, False), (AdamPS, True)])
 def test_compiled_step_matches_eager_other_paths(cls, foreach):
     torch._dynamo.reset()
     init, grads = make_problem(seed=12, steps=4)
     init = [x.float() for x in init]
     grads = [[g.float() for g in gs] for gs in grads]
+
     def make(compiled):
         def factory(ps):
             opt = cls(ps, lr=torch.tensor(0.01), weight_decay=0.1, foreach=foreach)
             if compiled:
                 opt.step = torch.compile(opt.step)
             return opt
+
         return factory
-    for e, c in zip(run(make(False), init, grads, torch.float32), run(make(True), init, grads, torch.float32)):
+
+    for e, c in zip(
+        run(make(False), init, grads, torch.float32), run(make(True), init, grads, torch.float32)
+    ):
         torch.testing.assert_close(c, e, rtol=1e-5, atol=1e-6)
 
 
@@ -314,8 +380,16 @@ def test_adam_ps_matches_reference_with_per_group_eps(foreach):
     init[2] = torch.zeros_like(init[2])
     init[1] = init[1] * 50.0
     lr, wd, eps = 0.01, 0.1, [1e-9, 0.3]
-    got = run(lambda ps: AdamPS([{"params": ps[:2], "eps": eps[0]}, {"params": ps[2:], "eps": eps[1]}],
-                                lr=lr, weight_decay=wd, foreach=foreach), init, grads)
+    got = run(
+        lambda ps: AdamPS(
+            [{"params": ps[:2], "eps": eps[0]}, {"params": ps[2:], "eps": eps[1]}],
+            lr=lr,
+            weight_decay=wd,
+            foreach=foreach,
+        ),
+        init,
+        grads,
+    )
     want_a = reference_adam_ps(init[:2], [gs[:2] for gs in grads], lr, (0.9, 0.98), eps[0], wd)
     want_b = reference_adam_ps(init[2:], [gs[2:] for gs in grads], lr, (0.9, 0.98), eps[1], wd)
     want = torch.cat([want_a, want_b]) - torch.cat([x.flatten() for x in init])
@@ -361,7 +435,9 @@ def test_adam_ps_update_rms_tracks_parameter_rms_across_widths(n):
 def test_adam_ps_foreach_matches_plain():
     init, grads = make_problem(seed=16)
     for dtype, rtol in ((torch.float64, 1e-13), (torch.float32, 1e-5)):
-        make = lambda foreach: lambda ps: AdamPS(ps, lr=0.01, weight_decay=0.1, foreach=foreach)  # noqa: E731
+        make = lambda foreach: lambda ps: AdamPS(
+            ps, lr=0.01, weight_decay=0.1, foreach=foreach
+        )  # noqa: E731
         x = displacement(run(make(True), init, grads, dtype=dtype), init)
         y = displacement(run(make(False), init, grads, dtype=dtype), init)
         assert rel_err(x, y) < rtol
@@ -371,9 +447,13 @@ def test_torch_adamw_reads_eps_per_group_as_documented():
     """The module docstring's recipe: per-layer eps through torch AdamW param groups. At
     step 1 the update is lr * |g| / (|g| + eps_group), so a large eps shrinks only its group."""
     g = torch.full((4,), 1e-4, dtype=torch.float64)
-    a, b = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64)), torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
+    a, b = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64)), torch.nn.Parameter(
+        torch.zeros(4, dtype=torch.float64)
+    )
     a.grad, b.grad = g.clone(), g.clone()
-    torch.optim.AdamW([{"params": [a], "eps": 1e-12}, {"params": [b], "eps": 1e-4}], lr=1.0, weight_decay=0.0).step()
+    torch.optim.AdamW(
+        [{"params": [a], "eps": 1e-12}, {"params": [b], "eps": 1e-4}], lr=1.0, weight_decay=0.0
+    ).step()
     assert a.detach().neg().tolist() == pytest.approx([1e-4 / (1e-4 + 1e-12)] * 4, rel=1e-12)
     assert b.detach().neg().tolist() == pytest.approx([0.5] * 4, rel=1e-12)
 
@@ -381,17 +461,26 @@ def test_torch_adamw_reads_eps_per_group_as_documented():
 # --------------------------------------------------------------------------- contracts
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    (dict(lr=-1.0), "lr"), (dict(betas=(1.0, 0.9)), "betas[0]"), (dict(betas=(0.9, -0.1)), "betas[1]"),
-    (dict(weight_decay=-0.1), "weight_decay"), (dict(a=0.0), "a"), (dict(b=-1.0), "b"),
-    (dict(lr=torch.ones(2)), "lr"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        (dict(lr=-1.0), "lr"),
+        (dict(betas=(1.0, 0.9)), "betas[0]"),
+        (dict(betas=(0.9, -0.1)), "betas[1]"),
+        (dict(weight_decay=-0.1), "weight_decay"),
+        (dict(a=0.0), "a"),
+        (dict(b=-1.0), "b"),
+        (dict(lr=torch.ones(2)), "lr"),
+    ],
+)
 def test_adam_atan2_rejects_bad_hyperparameters(kwargs, field):
     with pytest.raises(ValueError, match=rf"^{re.escape(field)}:"):
         AdamAtan2([torch.nn.Parameter(torch.zeros(2))], **kwargs)
 
 
-@pytest.mark.parametrize("kwargs,field", [(dict(eps=-1e-9), "eps"), (dict(min_param_rms=0.0), "min_param_rms")])
+@pytest.mark.parametrize(
+    "kwargs,field", [(dict(eps=-1e-9), "eps"), (dict(min_param_rms=0.0), "min_param_rms")]
+)
 def test_adam_ps_rejects_bad_hyperparameters(kwargs, field):
     with pytest.raises(ValueError, match=rf"^{field}:"):
         AdamPS([torch.nn.Parameter(torch.zeros(2))], **kwargs)
@@ -425,8 +514,14 @@ def test_optim_py_is_standalone():
         "ns['AdamAtan2']([p], lr=0.1, a=4 / 3.141592653589793).step()\n"
         "print(p.tolist())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(OPTIM_PY)], capture_output=True, text=True,
-                         cwd=OPTIM_PY.parent.parent.parent.parent, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(OPTIM_PY)],
+        capture_output=True,
+        text=True,
+        cwd=OPTIM_PY.parent.parent.parent.parent,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
-    assert [float(x) for x in out.stdout.strip()[1:-1].split(",")] == pytest.approx([0.9] * 3, rel=1e-6)
-
+    assert [float(x) for x in out.stdout.strip()[1:-1].split(",")] == pytest.approx(
+        [0.9] * 3, rel=1e-6
+    )

@@ -18,7 +18,6 @@ app = typer.Typer(
         "network in width (Everett et al. 2024), checked against your own sweeps.\n\n"
         "The loop: prescribe -> emit-train -> (run sweeps) -> fit / epsilon / align -> prescribe."
     ),
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -35,8 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app, map bad input to exit status 2."""
     import scaleadvise.cli  # noqa: F401  (registers every command)
 
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        rc = app(args=argv, standalone_mode=False, prog_name="scaleadvise")
+        rc = app(args=args or ["--help"], standalone_mode=False, prog_name="scaleadvise")
     except UserError as e:
         raise SystemExit(_one_line(str(e)))
     except typer.Exit as e:
@@ -49,10 +49,6 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:
         # click's (or typer's vendored click's) usage errors, matched by shape so
         # that both typer generations work: they carry format_message and exit_code.
-        if type(e).__name__ == "NoArgsIsHelpError":
-            ctx = getattr(e, "ctx", None)
-            sys.stdout.write((ctx.get_help() if ctx else str(e)) + "\n")
-            raise SystemExit(0)
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):
             raise SystemExit(_one_line(e.format_message()))
         raise

@@ -209,7 +209,7 @@ def _plot(report: dict, samples: dict, path: Path) -> None:
     keys = [f"{t:g}" for t in report["thresholds"]]
     measured = [w for s in samples.values() for w in s.widths]
     finite = [w for L in layers.values() for w in L["underflow_width"].values() if w is not None and math.isfinite(w)]
-    lo = min(measured) / 2
+    lo = max(1.0, min([min(measured), *[w for w in finite if w > min(measured) / 64]]) / 2)
     hi = max([report["target_width"], *measured, *[w for w in finite if w < 1e3 * max(measured)]]) * 2
     grid = np.geomspace(lo, hi, 200)
     fig, ax = plt.subplots(figsize=(8, 5.5))
@@ -223,7 +223,13 @@ def _plot(report: dict, samples: dict, path: Path) -> None:
         color = cmap[L["layer_type"]](0.45 + 0.5 * k / by_type[L["layer_type"]])
         s = samples[name]
         law = GradientLaw(g=L["g_used"], log_c=math.log(L["target"]["sqrt_v"]) + L["g_used"] * math.log(report["target_width"]))
-        ax.scatter(s.widths, s.scale, s=14, color=color, alpha=0.6, zorder=3)
+        # One marker per width: the geometric mean over steps/seeds, bars spanning min..max.
+        ws = np.asarray(s.widths, dtype=float)
+        ln = np.log(np.asarray(s.scale, dtype=float))
+        uw = np.unique(ws)
+        mid = np.exp([ln[ws == w].mean() for w in uw])
+        span = np.array([[m - np.exp(ln[ws == w].min()), np.exp(ln[ws == w].max()) - m] for w, m in zip(uw, mid)]).T
+        ax.errorbar(uw, mid, yerr=span, fmt="o", ms=3.5, color=color, alpha=0.8, capsize=2, zorder=3)
         style = "-" if L["exponent_source"] == "measured" else ":"
         label = f"{name} (g={L['g_used']:.2f}{', theory' if L['exponent_source'] == 'theory' else ''})"
         ax.plot(grid, [law.at(n) for n in grid], style, color=color, lw=1.4, label=label if len(layers) <= 12 else None)
@@ -234,9 +240,10 @@ def _plot(report: dict, samples: dict, path: Path) -> None:
     if len(layers) > 12:
         for kind, n in by_type.items():
             ax.plot([], [], color=cmap[kind](0.8), label=f"{kind} ({n} tensors)")
-    for key, shade in zip(keys, np.linspace(0.75, 0.2, len(keys))):
-        ax.axhline(eps / float(key), color=str(shade), ls="--", lw=1,
-                   label=f"eps/sqrt(v) = {float(key):.0%} (sqrt(v) = {eps / float(key):.0e})")
+    for key, shade, marker in zip(keys, np.linspace(0.75, 0.2, len(keys)), "o^s*Dv"):
+        ax.axhline(eps / float(key), color=str(shade), ls="--", lw=1)
+        ax.plot([], [], ls="--", lw=1, color=str(shade), marker=marker, mfc="white", mec="black",
+                label=f"eps/sqrt(v) = {float(key):.0%} (sqrt(v) = {eps / float(key):.0e}); marker: crossing")
     ax.axvline(report["target_width"], color="crimson", lw=1, ls="-.", label=f"target width {report['target_width']:,.0f}")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -272,6 +279,7 @@ def save_figure(fig, path: Path) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=130)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a plot is an ordinary file
         os.replace(tmp, path)
     finally:
         plt.close(fig)

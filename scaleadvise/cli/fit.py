@@ -1,3 +1,178 @@
-"""`scaleadvise fit` (being written)."""
+"""`scaleadvise fit`: LR sweeps -> optimum per width -> power law -> transfer verdict.
 
-from scaleadvise.cli.app import app  # noqa: F401
+The work is in ``scaleadvise.fit`` (imported inside the command, with numpy,
+pandas and scipy); this module parses flags and renders.
+"""
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from scaleadvise.cli.app import app
+from scaleadvise.cli.render import console, err_console, print_json
+
+EPILOG = """\b
+Examples:
+  scaleadvise fit sweeps.csv
+  scaleadvise fit sweeps.csv --target-width 16384 --group-by param,optim --plot fit.png --json
+  scaleadvise fit sweeps.csv --param stp --optim adam --setting global      # compare k with Table 1
+  scaleadvise fit runs.jsonl --lr-col base_lr --loss-col eval/loss --step 20000 --bootstrap 0
+
+\b
+Input: one row per run (or per logged step: the last step of each run is used),
+columns width, lr, loss (aliases such as d_model, learning_rate, eval_loss are
+recognised), optional seed, step and grouping columns (param, optim, setting...).
+Seeds at the same (width, lr) are averaged; NaN/inf losses mark diverged runs.
+"""
+
+_BAR_THRESHOLD = 20_000_000  # resampled rows before the bootstrap is worth a progress bar
+
+
+@contextmanager
+def _progress(enabled: bool):
+    """A rich progress bar on stderr for the bootstrap, or nothing."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("bootstrap {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeRemainingColumn(), console=err_console, transient=True) as bar:
+
+        def start(label: str, total: int):
+            task = bar.add_task(label, total=total)
+            return lambda n: bar.advance(task, n)
+
+        yield start
+
+
+def _fmt(x, spec: str = ".3g") -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def _fmt_ci(ci, spec: str = ".3g") -> str:
+    return "" if not ci else f"[{ci[0]:{spec}}, {ci[1]:{spec}}]"
+
+
+def _say(text: str) -> None:
+    console.print(text, soft_wrap=True)  # long verdicts wrap in the terminal, not mid-phrase in logs
+
+
+def _render_group(res: dict) -> None:
+    table = Table(title=f"{res['label']}  ({res['runs']} runs)", title_justify="left", show_edge=False)
+    for name in ("width", "LRs", "best LR", "loss", "refined LR*", "95% interval", "max stable LR", "note"):
+        table.add_column(name, justify="left" if name == "note" else "right")
+    for r in res["optima"]:
+        if r.get("lr") is None:
+            table.add_row(str(r["width"]), str(r["n_lrs"]), "—", "—", "—", "", "—", "[red]every run diverged[/red]")
+            continue
+        loss = f"{r['loss']:.4f}" + (f" ±{r['loss_std']:.4f}" if r.get("loss_std") == r.get("loss_std") and
+                                     r.get("loss_std") is not None and r["seeds"] > 1 else "")
+        note = {"low": "[yellow]at the sweep's low end[/yellow]", "high": "[yellow]at the sweep's high end[/yellow]"}
+        notes = [note[r["edge"]]] if r.get("edge") else []
+        if r["max_stable_censored"]:
+            notes.append("max stable is a lower bound")
+        if not r["refined"]:
+            notes.append("not refined")
+        table.add_row(str(r["width"]), str(r["n_lrs"]), _fmt(r["lr"]), loss, _fmt(r["lr_refined"]),
+                      _fmt_ci(r["lr_refined_ci"]), _fmt(r["max_stable_lr"]), "; ".join(notes))
+    console.print(table)
+    k = res["lr_exponent"]
+    if k is not None:
+        se = f" ± {res['lr_exponent_se']:.3f} (s.e.)" if res["lr_exponent_se"] is not None else ""
+        _say(f"  lr* = {res['lr_constant']:.3g} · n^k with k = [bold]{k:.3f}[/bold]{se}, "
+                      f"95% interval {_fmt_ci(res['lr_exponent_ci'], '.3f') or 'none'}  "
+                      f"(best-of-sweep method: {_fmt(res['lr_exponent_observed'], '.3f')})")
+    colour = {True: "green", False: "red", None: "yellow"}[res["transfer"]]
+    _say(f"  [{colour}]{res['verdict']}[/{colour}]")
+    if res["max_stable_lr_exponent"] is not None:
+        _say(f"  max stable LR ∝ n^{res['max_stable_lr_exponent']:.3f} "
+                      f"{_fmt_ci(res['max_stable_lr_exponent_ci'], '.3f')}")
+    tw = res.get("target_width")
+    if tw is not None and res.get("predicted_lr") is not None:
+        line = f"  at width {tw:g}: lr* ≈ [bold]{res['predicted_lr']:.3g}[/bold] {_fmt_ci(res['predicted_lr_ci'])}"
+        if res.get("predicted_max_stable_lr") is not None:
+            line += f"; max stable ≈ {res['predicted_max_stable_lr']:.3g} {_fmt_ci(res['predicted_max_stable_lr_ci'])}"
+        _say(line)
+    law = res.get("loss_law")
+    if law:
+        pred = f"; at width {tw:g}: {law['predicted_loss']:.4f}" if law.get("predicted_loss") is not None else ""
+        _say(f"  best loss ≈ {law['E']:.4f} + {law['A']:.4g} · n^-{law['alpha']:.3f}{pred}")
+    if res.get("interpretation"):
+        _say(f"  theory: {res['interpretation']['message']}")
+    console.print()
+
+
+@app.command("fit", epilog=EPILOG)
+def fit_command(
+    path: Path = typer.Argument(..., help="Sweep table: .csv, .tsv, .jsonl/.json or .parquet (optionally .gz).",
+                                show_default=False),
+    target_width: Optional[float] = typer.Option(None, "--target-width", min=1, help="Predict lr* (and loss) here."),
+    group_by: Optional[str] = typer.Option(
+        None, "--group-by", help="Comma-separated columns that name separate sweeps (default: whichever of "
+        "param, optim, setting, alignment, ... vary; 'none' for one sweep)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a Figure-4-style plot (.png, .pdf, .svg)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
+    param: Optional[str] = typer.Option(None, "--param", help="Parameterization the sweep used (stp, ntk, mup, mfp, "
+                                        "umup), for the theory comparison."),
+    optim: Optional[str] = typer.Option(None, "--optim", help="Optimizer the sweep used (sgd, adam, adafactor, ...)."),
+    setting: Optional[str] = typer.Option(None, "--setting", help="global, per-layer-full or per-layer-none: which "
+                                          "LR exponents the swept base LR was multiplied by."),
+    width_col: Optional[str] = typer.Option(None, "--width-col", help="Column holding the width."),
+    lr_col: Optional[str] = typer.Option(None, "--lr-col", help="Column holding the (base) learning rate."),
+    loss_col: Optional[str] = typer.Option(None, "--loss-col", help="Column holding the eval loss."),
+    seed_col: Optional[str] = typer.Option(None, "--seed-col", help="Column identifying the seed of a run."),
+    step_col: Optional[str] = typer.Option(None, "--step-col", help="Column holding the training step."),
+    step: Optional[int] = typer.Option(None, "--step", min=0, help="Compare runs at this step (each run's last "
+                                       "logged step at or before it) instead of their final step."),
+    transfer_tol: float = typer.Option(0.1, "--transfer-tol", min=0.0, help="Transfer holds when the interval for "
+                                       "k lies within ±this."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap replicates (resampling seeds per "
+                                  "(width, lr)); 0 for the t-interval alone."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the bootstrap."),
+    optimum: str = typer.Option("refined", "--optimum", help="'refined' (parabola vertex) or 'observed' (the "
+                                "paper's best LR of the sweep) for the power law."),
+) -> None:
+    """Find the optimal and max stable LR per width, fit lr* = C·n^k, and say whether the base LR transfers.
+
+    Follows the paper's method (Everett et al. 2024, §4.2, Figure 4; instability
+    heuristic C.1: above the optimum, NaN or loss > 1.2 x minimum), refines each
+    optimum with a parabola in log2(lr), and reports k with a 95% interval (the
+    t-interval of the log-log fit, the bootstrap over seeds and the LR grid's
+    resolution, whichever is widest).
+    """
+    from scaleadvise.fit import FitOptions, fit_sweep
+
+    groups = None
+    if group_by is not None:
+        groups = () if group_by.strip().lower() in ("", "none") else tuple(
+            g for g in (p.strip() for p in group_by.split(",")) if g)
+    opts = FitOptions(
+        target_width=target_width, group_by=groups, step=step, transfer_tol=transfer_tol, bootstrap=bootstrap,
+        seed=seed, optimum=optimum.strip().lower(), param=param, optim=optim, setting=setting,
+        columns={"width": width_col, "lr": lr_col, "loss": loss_col, "seed": seed_col, "step": step_col},
+    )
+    if plot is not None:  # fail on a missing matplotlib before the fit, not after it
+        from scaleadvise.fit_plot import _import_pyplot
+
+        _import_pyplot()
+    show_bar = err_console.is_terminal and bootstrap > 0 and path.exists() and \
+        path.stat().st_size / 30 * bootstrap > _BAR_THRESHOLD
+    with _progress(show_bar) as progress:
+        result = fit_sweep(str(path), opts, progress)
+    if plot is not None:
+        from scaleadvise.fit_plot import plot_fit
+
+        plot_fit(result.doc, result.grids, plot)
+    for w in result.doc["warnings"]:
+        err_console.print(f"[yellow]warning:[/yellow] {w}", soft_wrap=True, markup=True)
+    if json_out:
+        print_json(result.doc)
+        return
+    for res in result.doc["groups"]:
+        _render_group(res)
+    if plot is not None:
+        _say(f"plot written to {plot}")

@@ -317,6 +317,8 @@ class Run:
                 self.save(done)
             if done == args.stop_at:
                 break
+            if last_step == done:  # evaluation, probes and checkpoints are not training throughput
+                last_t = time.perf_counter()
         return result
 
 

@@ -1,25 +1,14 @@
-"""PyTorch side of scaleadvise (the ``torch`` extra).
+"""PyTorch side of scaleadvise (the ``torch`` extra; importing it imports torch).
 
 * ``AdamAtan2``, ``AdamPS``: the paper's epsilon-free Adam (C.5) and Adam with
-  parameter scaling (the Adafactor family, §2.1); ``optim.py`` imports torch only,
+  parameter scaling (the Adafactor family, §2.1). ``optim.py`` imports torch only,
   so it is bundled verbatim into the emitted training script.
-* ``parameterize(model, ...)``: apply a prescription to any ``nn.Module``.
-
-Attributes are resolved lazily so ``import scaleadvise.torch`` stays cheap.
+* ``parameterize(model, ...)``: apply a prescription to any ``nn.Module``;
+  ``param_groups`` rebuilds the optimizer groups after FSDP sharding;
+  ``plain_state_dict`` exports the effective weights under ordinary keys.
 """
 
-from typing import Any
+from scaleadvise.torch.optim import AdamAtan2, AdamPS
+from scaleadvise.torch.parameterize import param_groups, parameterize, plain_state_dict
 
-__all__ = ["AdamAtan2", "AdamPS", "parameterize"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("AdamAtan2", "AdamPS"):
-        from scaleadvise.torch import optim
-
-        return getattr(optim, name)
-    if name == "parameterize":
-        from scaleadvise.torch.parameterize import parameterize
-
-        return parameterize
-    raise AttributeError(f"module 'scaleadvise.torch' has no attribute {name!r}")
+__all__ = ["AdamAtan2", "AdamPS", "parameterize", "param_groups", "plain_state_dict"]

@@ -21,7 +21,7 @@ AdamPS -- Adam + parameter scaling, the paper's member of the Adafactor family (
 Per-layer epsilon (§4.3): ``eps_l = base_eps * (n / b) ** -g_l`` with g_l the gradient
 exponent of layer l (Table 1). Apply it with one param group per layer type, each with
 its own ``eps``; ``torch.optim.Adam``, ``torch.optim.AdamW`` and ``AdamPS`` all read
-``eps`` per group::
+``eps`` per group (AdamAtan2 has no epsilon and needs none)::
 
     torch.optim.AdamW([{"params": hidden, "lr": lr_h, "eps": base_eps * (n / b) ** -g_h},
                        {"params": readout, "lr": lr_r, "eps": base_eps * (n / b) ** -g_r}])
@@ -29,7 +29,8 @@ its own ``eps``; ``torch.optim.Adam``, ``torch.optim.AdamW`` and ``AdamPS`` all 
 Both optimizers keep their moments in fp32 for bf16/fp16 parameters, compute the update
 in fp32 and round the result back into the parameter (there is no fp32 master copy of the
 weights). ``lr`` may be a float or a 0-dim tensor: with a tensor, a schedule can change
-it without torch.compile recompiling the step. Weight decay is decoupled as in
+it without torch.compile recompiling the step (in eager mode it is read once per group
+and step with ``.item()``). Weight decay is decoupled as in
 torch.optim.AdamW: ``p -= lr * weight_decay * p`` before the update.
 """
 
@@ -40,7 +41,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-Scalar = Union[float, Tensor]
+_Scalar = Union[float, Tensor]
 
 # Device types with real multi-tensor (_foreach_) kernels. Elsewhere (CPU) the foreach
 # ops are a C++ loop over the same per-tensor kernels, so a plain loop is as good.
@@ -61,17 +62,37 @@ def _value(x: Any) -> Any:
     return x
 
 
-def _is_one(c: Scalar) -> bool:
+def _is_one(c: _Scalar) -> bool:
     return not isinstance(c, Tensor) and c == 1.0
 
 
-def _bias_corrections(step: Tensor, beta1: float, beta2: float) -> Tuple[Scalar, Scalar]:
+def _bias_corrections(step: Tensor, beta1: float, beta2: float) -> Tuple[_Scalar, _Scalar]:
     t = _value(step)
     return 1.0 - beta1**t, 1.0 - beta2**t
 
 
 def _default_foreach(params: List[Tensor]) -> bool:
     return not torch.jit.is_scripting() and all(p.device.type in _FOREACH_DEVICES for p in params)
+
+
+# On CPU a foreach op is a loop over per-tensor kernels: running the whole update on a few
+# MB of tensors at a time keeps its temporaries in cache instead of streaming every list
+# through DRAM once per op. 2^20 elements: five 4 MB lists fit a 32 MB L3. On GPT-2 small
+# (2-core EPYC) this took AdamAtan2(foreach) from 1.17x to 0.99x of AdamW(foreach=True).
+_CPU_BATCH_NUMEL = 1 << 20
+
+
+def _cpu_batches(lists: Tuple[List[Tensor], ...]) -> List[Tuple[List[Tensor], ...]]:
+    """The parallel lists cut into runs of tensors of at most _CPU_BATCH_NUMEL elements
+    (a larger tensor is a run of its own)."""
+    cuts, size = [0], 0
+    for i, p in enumerate(lists[0]):
+        if size and size + p.numel() > _CPU_BATCH_NUMEL:
+            cuts.append(i)
+            size = 0
+        size += p.numel()
+    cuts.append(len(lists[0]))
+    return [tuple(seq[lo:hi] for seq in lists) for lo, hi in zip(cuts, cuts[1:])]
 
 
 # ---------------------------------------------------------------------------------------
@@ -102,7 +123,9 @@ def _moments_foreach(
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1.0 - beta2)
 
 
-def _moments(grad: Tensor, m: Tensor, v: Tensor, step: Tensor, beta1: float, beta2: float, maximize: bool) -> None:
+def _moments(
+    grad: Tensor, m: Tensor, v: Tensor, step: Tensor, beta1: float, beta2: float, maximize: bool
+) -> None:
     g = grad.to(m.dtype)
     if maximize:
         g = g.neg()
@@ -111,12 +134,12 @@ def _moments(grad: Tensor, m: Tensor, v: Tensor, step: Tensor, beta1: float, bet
     v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
 
 
-def _decay_foreach(work: List[Tensor], lr: Scalar, weight_decay: float) -> None:
+def _decay_foreach(work: List[Tensor], lr: _Scalar, weight_decay: float) -> None:
     if weight_decay != 0.0:
         torch._foreach_mul_(work, 1.0 - lr * weight_decay)
 
 
-def _add_foreach(work: List[Tensor], updates: List[Tensor], step_size: Scalar) -> None:
+def _add_foreach(work: List[Tensor], updates: List[Tensor], step_size: _Scalar) -> None:
     """work += step_size * updates; updates may be overwritten."""
     if isinstance(step_size, Tensor):
         torch._foreach_mul_(updates, step_size)
@@ -125,7 +148,7 @@ def _add_foreach(work: List[Tensor], updates: List[Tensor], step_size: Scalar) -
         torch._foreach_add_(work, updates, alpha=step_size)
 
 
-def _add(w: Tensor, update: Tensor, step_size: Scalar) -> None:
+def _add(w: Tensor, update: Tensor, step_size: _Scalar) -> None:
     if isinstance(step_size, Tensor):
         w.add_(update.mul_(step_size))
     else:
@@ -136,7 +159,7 @@ def _add(w: Tensor, update: Tensor, step_size: Scalar) -> None:
 # Adam-atan2 (C.5)
 
 
-def _atan2_den_scale(step: Tensor, beta1: float, beta2: float, b: float) -> Scalar:
+def _atan2_den_scale(step: Tensor, beta1: float, beta2: float, b: float) -> _Scalar:
     """c_t with atan2(m_hat, b * sqrt(v_hat)) == atan2(m, c_t * sqrt(v)).
 
     m_hat = m / bc1 and v_hat = v / bc2, both corrected before the atan2 as in optax's
@@ -151,7 +174,7 @@ def _atan2_den_scale(step: Tensor, beta1: float, beta2: float, b: float) -> Scal
 
 def _adam_atan2_foreach(
     params: List[Tensor], grads: List[Tensor], exp_avgs: List[Tensor], exp_avg_sqs: List[Tensor],
-    steps: List[Tensor], *, lr: Scalar, beta1: float, beta2: float, weight_decay: float,
+    steps: List[Tensor], *, lr: _Scalar, beta1: float, beta2: float, weight_decay: float,
     maximize: bool, a: float, b: float,
 ) -> None:
     _moments_foreach(grads, exp_avgs, exp_avg_sqs, steps, beta1, beta2, maximize)
@@ -170,7 +193,7 @@ def _adam_atan2_foreach(
 
 def _adam_atan2_single(
     params: List[Tensor], grads: List[Tensor], exp_avgs: List[Tensor], exp_avg_sqs: List[Tensor],
-    steps: List[Tensor], *, lr: Scalar, beta1: float, beta2: float, weight_decay: float,
+    steps: List[Tensor], *, lr: _Scalar, beta1: float, beta2: float, weight_decay: float,
     maximize: bool, a: float, b: float,
 ) -> None:
     for p, grad, m, v, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps):
@@ -206,7 +229,7 @@ def _param_scale(w: Tensor, min_param_rms: float) -> Tensor:
 
 def _adam_ps_foreach(
     params: List[Tensor], grads: List[Tensor], exp_avgs: List[Tensor], exp_avg_sqs: List[Tensor],
-    steps: List[Tensor], *, lr: Scalar, beta1: float, beta2: float, weight_decay: float,
+    steps: List[Tensor], *, lr: _Scalar, beta1: float, beta2: float, weight_decay: float,
     maximize: bool, eps: float, min_param_rms: float,
 ) -> None:
     work = _working(params, exp_avgs)
@@ -233,7 +256,7 @@ def _adam_ps_foreach(
 
 def _adam_ps_single(
     params: List[Tensor], grads: List[Tensor], exp_avgs: List[Tensor], exp_avg_sqs: List[Tensor],
-    steps: List[Tensor], *, lr: Scalar, beta1: float, beta2: float, weight_decay: float,
+    steps: List[Tensor], *, lr: _Scalar, beta1: float, beta2: float, weight_decay: float,
     maximize: bool, eps: float, min_param_rms: float,
 ) -> None:
     for p, grad, m, v, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps):
@@ -256,7 +279,7 @@ def _adam_ps_single(
 # Optimizer classes
 
 
-Kernel = Callable[..., None]
+_Kernel = Callable[..., None]
 
 
 class _TwoMomentOptimizer(Optimizer):
@@ -264,14 +287,15 @@ class _TwoMomentOptimizer(Optimizer):
     and a float32 step count per parameter (the layout of torch.optim.Adam's state),
     grouping by device, foreach/plain dispatch and dtype-preserving state_dict loading."""
 
-    _foreach_kernel: Kernel
-    _single_kernel: Kernel
+    _foreach_kernel: _Kernel
+    _single_kernel: _Kernel
     _group_keys: Tuple[str, ...] = ()  # per-group hyperparameters passed to the kernels
 
     def __init__(self, params: Iterable[Any], defaults: Dict[str, Any]) -> None:
         lr, (beta1, beta2), wd = defaults["lr"], defaults["betas"], defaults["weight_decay"]
         if isinstance(lr, Tensor) and lr.numel() != 1:
-            raise ValueError(f"lr: a tensor learning rate must have one element, got shape {tuple(lr.shape)}")
+            shape = tuple(lr.shape)
+            raise ValueError(f"lr: a tensor learning rate needs one element, got shape {shape}")
         if not float(lr) >= 0.0:
             raise ValueError(f"lr: must be >= 0, got {float(lr)}")
         for name, beta in (("betas[0]", beta1), ("betas[1]", beta2)):
@@ -300,11 +324,12 @@ class _TwoMomentOptimizer(Optimizer):
             state = self.state[p]
             if len(state) == 0:
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                dtype = _state_dtype(p)
-                state["exp_avg"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+                fmt, dtype = torch.preserve_format, _state_dtype(p)
+                state["exp_avg"] = torch.zeros_like(p, dtype=dtype, memory_format=fmt)
+                state["exp_avg_sq"] = torch.zeros_like(p, dtype=dtype, memory_format=fmt)
             entry = lists.setdefault(p.device, ([], [], [], [], []))
-            for seq, t in zip(entry, (p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"])):
+            tensors = (p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"])
+            for seq, t in zip(entry, tensors):
                 seq.append(t)
         return lists
 
@@ -318,13 +343,20 @@ class _TwoMomentOptimizer(Optimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             hyper = {key: group[key] for key in self._group_keys}
-            for params, grads, exp_avgs, exp_avg_sqs, steps in self._gather(group).values():
-                foreach = group["foreach"] if group["foreach"] is not None else _default_foreach(params)
+            for device, lists in self._gather(group).items():
+                foreach = group["foreach"]
+                if foreach is None:
+                    foreach = _default_foreach(lists[0])
+                batches = [lists]
+                if foreach and device.type == "cpu" and not torch.compiler.is_compiling():
+                    batches = _cpu_batches(lists)
                 kernel = self._foreach_kernel if foreach else self._single_kernel
-                kernel(
-                    params, grads, exp_avgs, exp_avg_sqs, steps, lr=_value(group["lr"]), beta1=beta1,
-                    beta2=beta2, weight_decay=group["weight_decay"], maximize=group["maximize"], **hyper,
-                )
+                for params, grads, exp_avgs, exp_avg_sqs, steps in batches:
+                    kernel(
+                        params, grads, exp_avgs, exp_avg_sqs, steps, lr=_value(group["lr"]),
+                        beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
+                        maximize=group["maximize"], **hyper,
+                    )
         return loss
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
@@ -338,7 +370,8 @@ class _TwoMomentOptimizer(Optimizer):
             saved = state_dict["state"].get(saved_id, {})
             for key in ("exp_avg", "exp_avg_sq"):
                 if isinstance(saved.get(key), Tensor):
-                    self.state[p][key] = saved[key].to(device=p.device, dtype=_state_dtype(p), copy=True)
+                    moment = saved[key].to(device=p.device, dtype=_state_dtype(p), copy=True)
+                    self.state[p][key] = moment
 
 
 class AdamAtan2(_TwoMomentOptimizer):
@@ -376,7 +409,7 @@ class AdamAtan2(_TwoMomentOptimizer):
     _group_keys = ("a", "b")
 
     def __init__(
-        self, params: Iterable[Any], lr: Scalar = 1e-3, betas: Tuple[float, float] = (0.9, 0.98),
+        self, params: Iterable[Any], lr: _Scalar = 1e-3, betas: Tuple[float, float] = (0.9, 0.98),
         weight_decay: float = 0.0, a: float = 1.0, b: float = 1.0, foreach: Optional[bool] = None,
         maximize: bool = False,
     ) -> None:
@@ -384,7 +417,10 @@ class AdamAtan2(_TwoMomentOptimizer):
             raise ValueError(f"a: must be > 0, got {a}")
         if not b > 0.0:
             raise ValueError(f"b: must be > 0, got {b}")
-        defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay, a=a, b=b, foreach=foreach, maximize=maximize)
+        defaults = dict(
+            lr=lr, betas=betas, weight_decay=weight_decay, a=a, b=b, foreach=foreach,
+            maximize=maximize,
+        )
         super().__init__(params, defaults)
 
 
@@ -418,7 +454,7 @@ class AdamPS(_TwoMomentOptimizer):
     _group_keys = ("eps", "min_param_rms")
 
     def __init__(
-        self, params: Iterable[Any], lr: Scalar = 1e-3, betas: Tuple[float, float] = (0.9, 0.98),
+        self, params: Iterable[Any], lr: _Scalar = 1e-3, betas: Tuple[float, float] = (0.9, 0.98),
         eps: float = 1e-9, weight_decay: float = 0.0, min_param_rms: float = 1e-3,
         foreach: Optional[bool] = None, maximize: bool = False,
     ) -> None:

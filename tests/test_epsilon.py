@@ -1,0 +1,259 @@
+"""Epsilon underflow predictions (paper §4.3, App. F) on tables with known exponents."""
+
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scaleadvise import epsilon as E
+from scaleadvise.errors import UserError
+
+BASE = 1024.0
+
+
+def exact_samples(name: str, g: float, at_base: float, widths=(128, 256, 512, 1024), steps=(1,)) -> E.LayerSamples:
+    s = E.LayerSamples(name, E.layer_type_of(name, "test"))
+    for n in widths:
+        for step in steps:
+            s.add(float(n), at_base * (n / BASE) ** -g, None, (float(step),))
+    return s
+
+
+def ctx(**kw) -> E.Context:
+    base = dict(eps=1e-8, safe_ratio=0.01, target_width=16384.0, base_width=BASE)
+    base.update(kw)
+    return E.Context(**base)
+
+
+# ------------------------------------------------------------------ analytic crossing widths
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    g=st.floats(0.25, 2.0),
+    log10_s=st.floats(-9, -3),
+    log10_eps=st.floats(-15, -6),
+    ratio=st.sampled_from([0.001, 0.01, 0.1, 1.0, 3.0]),
+)
+def test_crossing_width_matches_closed_form(g, log10_s, log10_eps, ratio):
+    """s(n) = S·(n/b)^-g reaches eps/ratio at n* = b·(S·ratio/eps)^(1/g)."""
+    s_base, eps = 10.0**log10_s, 10.0**log10_eps
+    samples = exact_samples("hidden", g, s_base)
+    law = E.fit_gradient_law(samples.widths, samples.grad_rms)
+    assert law.g == pytest.approx(g, rel=1e-9, abs=1e-9)
+    expected = BASE * (s_base * ratio / eps) ** (1.0 / g)
+    got = E.crossing_width(law, eps, ratio)
+    if expected < 1e300:
+        assert got == pytest.approx(expected, rel=1e-8)
+        assert E.eps_ratio(law, eps, got) == pytest.approx(ratio, rel=1e-8)
+
+
+def test_lr_factor_and_half_at_full_crossing():
+    law = E.fit_gradient_law([256, 1024], [4e-7, 1e-7])  # g = 1
+    assert law.g == pytest.approx(1.0)
+    n_full = E.crossing_width(law, 1e-8, 1.0)
+    assert n_full == pytest.approx(1024 * 10)
+    assert E.lr_factor(E.eps_ratio(law, 1e-8, n_full)) == pytest.approx(0.5)  # s/(s+eps) with eps = s
+    assert E.lr_factor(0.01) == pytest.approx(1 / 1.01)
+
+
+def test_non_shrinking_gradients_never_cross():
+    flat = E.GradientLaw(g=0.0, log_c=math.log(1e-6))
+    assert E.crossing_width(flat, 1e-8, 0.1) == math.inf  # eps stays at 1% of s at every width
+    assert E.crossing_width(flat, 1e-8, 0.001) == 0.0  # eps is above 0.1% of s at every width
+    growing = E.GradientLaw(g=-0.5, log_c=math.log(1e-6))
+    assert E.crossing_width(growing, 1e-8, 1.0) == math.inf
+
+
+# ------------------------------------------------------------------ dtypes: v = g^2 underflow
+
+
+def test_smallest_normal_numbers_are_the_dtype_facts():
+    import numpy as np
+
+    assert E.SMALLEST_NORMAL["fp32"] == float(np.finfo(np.float32).tiny)
+    assert E.SMALLEST_NORMAL["fp16"] == float(np.finfo(np.float16).tiny) == pytest.approx(6.1e-5, rel=1e-3)
+    torch = pytest.importorskip("torch")
+    assert E.SMALLEST_NORMAL["bf16"] == torch.finfo(torch.bfloat16).tiny == torch.finfo(torch.float32).tiny
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16"])
+def test_v_underflow_width_closed_form(dtype):
+    law = E.fit_gradient_law([512, 1024, 2048], [3e-6 * 2**1.5, 3e-6, 3e-6 * 2**-1.5])  # g = 1.5
+    tiny = E.SMALLEST_NORMAL[dtype]
+    n = E.v_underflow_width(law, dtype)
+    assert n == pytest.approx(BASE * (3e-6 / math.sqrt(tiny)) ** (1 / 1.5), rel=1e-9)
+    assert law.at(n) ** 2 == pytest.approx(tiny, rel=1e-9)
+    # fp16 state: v = (3e-6)^2 is already far below 6.1e-5 at every measured width;
+    # fp32 and bf16 (same exponent range) only at an astronomically large width.
+    assert n < 512 if dtype == "fp16" else n > 1e11
+
+
+# ------------------------------------------------------------------ the paper's ranking (§4.3)
+
+
+def test_ranking_mean_field_first_then_ntk_mup_then_sp():
+    """Equal gradient scale at the base width; theory exponents alone order the crossings.
+
+    §4.3: MFP hidden gradients scale like n^-1.5 (the steepest), so MFP meets eps at the
+    smallest width; NTK and muP (hidden n^-1) tie; SP (n^-1/2) is last.
+    """
+    widths = {}
+    for param in ("stp", "ntk", "mup", "mfp"):
+        g = E.theory_gradient_exponents(param)
+        laws = {t: E.anchored_gradient_law(BASE, [1e-6], g[t]) for t in g}
+        widths[param] = min(E.crossing_width(law, 1e-8, 0.1) for law in laws.values())
+    assert E.theory_gradient_exponents("mfp")["hidden"] == 1.5
+    assert widths["ntk"] == pytest.approx(widths["mup"])
+    assert widths["mfp"] < widths["ntk"] and widths["mup"] < widths["stp"]
+    assert widths["mfp"] == pytest.approx(BASE * 10 ** (1 / 1.5))
+    assert widths["stp"] == pytest.approx(BASE * 10 ** 2)
+
+
+# ------------------------------------------------------------------ fits and intervals
+
+
+def test_interval_over_steps_covers_the_true_exponent():
+    """Per-step exponents with i.i.d. log-normal noise: the 95% interval covers g ~95% of the time."""
+    rng = random.Random(1)
+    widths, steps, g, covered = (128, 256, 512, 1024), range(5), 1.5, 0
+    trials = 200
+    for _ in range(trials):
+        w, v, rep = [], [], []
+        for step in steps:
+            for n in widths:
+                w.append(n)
+                v.append(1e-6 * (n / BASE) ** -g * math.exp(rng.gauss(0, 0.1)))
+                rep.append((step,))
+        lo, hi = E.fit_gradient_law(w, v, rep).g_ci
+        covered += lo <= g <= hi
+    assert 0.88 <= covered / trials <= 0.99
+
+
+def test_noise_free_replicates_give_a_zero_width_interval():
+    s = exact_samples("blocks.0.mlp.up", 1.5, 3e-7, steps=(10, 20, 30))
+    law = E.fit_gradient_law(s.widths, s.grad_rms, s.replicate)
+    assert law.g == pytest.approx(1.5) and law.g_ci[1] - law.g_ci[0] == pytest.approx(0, abs=1e-9)
+
+
+def test_two_points_have_no_interval():
+    assert E.fit_gradient_law([256, 1024], [2e-6, 1e-6]).g_ci is None
+
+
+# ------------------------------------------------------------------ analysis and recommendations
+
+
+def test_analyze_reports_measured_and_theory_exponents():
+    samples = {"blocks.0.mlp.up": exact_samples("blocks.0.mlp.up", 1.5, 3e-7, steps=(1, 2, 3)),
+               "readout": exact_samples("readout", 1.0, 1e-5, steps=(1, 2, 3))}
+    rep = E.analyze(samples, ctx(param="mfp", eps=1e-9))
+    up = rep["layers"]["blocks.0.mlp.up"]
+    assert up["layer_type"] == "hidden" and up["g_theory"] == 1.5
+    assert up["g_measured"] == pytest.approx(1.5) and up["g_agrees_with_theory"] is True
+    assert up["underflow_width"]["0.01"] == pytest.approx(BASE * (3e-7 * 0.01 / 1e-9) ** (1 / 1.5))
+    assert set(up["v_underflow_width"]) == {"fp32", "bf16", "fp16"}
+    assert rep["earliest_underflow_width"]["1"] == pytest.approx(BASE * 300 ** (1 / 1.5))
+
+
+def test_disagreement_with_theory_is_flagged():
+    samples = {"blocks.0.mlp.up": exact_samples("blocks.0.mlp.up", 1.0, 3e-7, steps=(1, 2))}
+    for s in samples.values():  # a little noise so the interval has width
+        s.grad_rms = [v * (1.01 if i % 2 else 0.99) for i, v in enumerate(s.grad_rms)]
+    rep = E.analyze(samples, ctx(param="mfp"))
+    assert rep["layers"]["blocks.0.mlp.up"]["g_agrees_with_theory"] is False
+    assert any("disagrees" in n for n in rep["notes"])
+
+
+def test_one_width_uses_theory_exponent_with_param():
+    s = E.LayerSamples("hidden", "hidden")
+    s.add(1024.0, 3e-7)
+    rep = E.analyze({"hidden": s}, ctx(param="mfp"))
+    L = rep["layers"]["hidden"]
+    assert L["exponent_source"] == "theory" and L["g_used"] == 1.5 and L["g_measured"] is None
+    assert L["underflow_width"]["1"] == pytest.approx(1024 * 30 ** (2 / 3))
+    assert any("one width" in n for n in rep["notes"])
+
+
+def test_one_width_without_param_says_what_to_pass():
+    s = E.LayerSamples("hidden", "hidden")
+    s.add(1024.0, 3e-7)
+    with pytest.raises(UserError, match="--param"):
+        E.analyze({"hidden": s}, ctx())
+
+
+def test_keep_when_safe_at_target():
+    law = E.anchored_gradient_law(BASE, [1e-3], 0.5)
+    rec = E.recommend({"x": law}, None, ctx())
+    assert rec.action == "keep" and rec.eps == 1e-8
+    assert rec.safe_up_to_width == pytest.approx(BASE * (1e-3 * 0.01 / 1e-8) ** 2)
+
+
+def test_smaller_constant_is_the_largest_power_of_ten_that_is_safe():
+    laws = {"a": E.anchored_gradient_law(BASE, [3e-7], 1.5), "b": E.anchored_gradient_law(BASE, [1e-5], 1.0)}
+    rec = E.recommend(laws, None, ctx(target_width=16384.0))
+    s_min = 3e-7 * 16 ** -1.5
+    assert rec.action == "smaller-constant"
+    assert rec.eps == pytest.approx(10 ** math.floor(math.log10(0.01 * s_min)))
+    assert all(E.eps_ratio(law, rec.eps, 16384) <= 0.01 for law in laws.values())
+
+
+def test_per_layer_eps_keeps_the_measured_ratio_when_no_constant_is_large_enough():
+    g_th = E.theory_gradient_exponents("mfp")
+    laws = {"blocks.0.mlp.up": E.anchored_gradient_law(BASE, [1e-11], g_th["hidden"]),
+            "readout": E.anchored_gradient_law(BASE, [1e-8], g_th["readout"])}
+    c = ctx(eps=1e-13, target_width=65536.0, param="mfp")
+    rec = E.recommend(laws, {"blocks.0.mlp.up": 1.5, "readout": 1.0}, c)
+    assert rec.action == "per-layer"
+    # A constant would need 0.01 · 1e-11 · 64^-1.5 ≈ 2e-16 < 1e-15. Measured g == theory:
+    # the ratio is constant, X = min(eps, safe · min s(b)) = min(1e-13, 1e-13).
+    assert rec.base_eps == pytest.approx(1e-13)
+    assert "--eps per-layer --base-eps 1e-13" in rec.command and "--param mfp" in rec.command
+    for name, law in laws.items():
+        g = 1.5 if "mlp" in name else 1.0
+        for n in (BASE, 65536.0):
+            assert rec.base_eps * (n / BASE) ** -g / law.at(n) <= 0.01 + 1e-12
+
+
+def test_per_layer_base_eps_covers_drift_when_measurement_disagrees():
+    law = E.anchored_gradient_law(BASE, [1e-7], 2.0)  # steeper than the theory's 1.5
+    x = E.per_layer_base_eps({"h": law}, {"h": 1.5}, 1e-6, 0.01, BASE, 16384.0)
+    ratios = [x * (n / BASE) ** -1.5 / law.at(n) for n in (BASE, 4096.0, 16384.0)]
+    assert max(ratios) == pytest.approx(0.01)  # binds at the target, where the drift is largest
+
+
+def test_adam_atan2_without_param_or_when_v_underflows_fp32():
+    laws = {"h": E.anchored_gradient_law(BASE, [1e-12], 1.5)}
+    assert E.recommend(laws, None, ctx()).action == "adam-atan2"
+    # sqrt(v) = 1e-18 at 1024 falls below sqrt(2^-126) ≈ 1.08e-19 before 16384 (g = 1).
+    tiny = E.recommend({"h": E.anchored_gradient_law(BASE, [1e-18], 1.0)}, {"h": 1.0}, ctx(param="stp"))
+    assert tiny.action == "adam-atan2" and "fp32" in tiny.reason
+
+
+def test_fp16_state_underflow_asks_for_fp32_state_first():
+    rec = E.recommend({"h": E.anchored_gradient_law(BASE, [1e-4], 0.5)}, None, ctx(state_dtype="fp16"))
+    assert rec.action == "keep" and rec.reason.startswith("keep the optimizer state in fp32")
+
+
+def test_per_layer_eps_is_safe_at_every_width_when_theory_holds():
+    laws = {"h": E.anchored_gradient_law(BASE, [1e-11], 1.5)}
+    rec = E.recommend(laws, {"h": 1.5}, ctx(eps=1e-13, target_width=65536.0, param="mfp"))
+    assert rec.action == "per-layer" and rec.safe_up_to_width == math.inf
+    steeper = {"h": E.anchored_gradient_law(BASE, [1e-11], 2.0)}  # drifts as (n/b)^0.5 past the theory
+    rec = E.recommend(steeper, {"h": 1.5}, ctx(eps=1e-13, target_width=65536.0, param="mfp"))
+    x = rec.base_eps
+    assert rec.safe_up_to_width == pytest.approx(BASE * (0.01 * 1e-11 / x) ** 2, rel=1e-9)
+    assert rec.safe_up_to_width >= 65536.0
+
+
+def test_floor_one_digit():
+    assert E.floor_one_digit(3.7e-12) == 3e-12
+    assert E.floor_one_digit(1e-13) == 1e-13
+    assert E.floor_one_digit(9.99e-9) == 9e-9
+
+
+@pytest.mark.parametrize("optim", ["sgd", "adam-atan2", "adafactor"])
+def test_optimizers_without_sqrt_v_epsilon_are_refused(optim):
+    with pytest.raises(UserError, match="--optim"):
+        E.check_optimizer(optim)
