@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scaleadvise.errors import UserError
-from scaleadvise.fit_optima import (INSTABILITY_RATIO, Grid, Optima, bootstrap_grids, build_grid, dense_codes,
-                                    has_repeats, locate_optima, refined_interval)
+from scaleadvise.fit_optima import (INSTABILITY_RATIO, Grid, Optima, bootstrap_grids, build_grid, combine_codes,
+                                    dense_codes, final_steps, has_repeats, locate_optima, refined_interval)
 from scaleadvise.powerlaw import PowerLaw, batched_slopes, fit_loss_law, fit_power_law, grid_offsets
 from scaleadvise.tables import Column, read_table
 
@@ -71,12 +71,6 @@ class Runs:
     complete: bool = False  # one group and no row dropped: codes are already dense
 
 
-def _combine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Codes of the pairs (a, b), kept small enough to index an array of one slot per code."""
-    c = a * (int(b.max(initial=0)) + 1) + b
-    return c if c.max(initial=0) < max(4 * c.size, 1 << 20) else dense_codes(c)[1]
-
-
 def _text_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """dense_codes of a grouping column, with text stripped (' stp' and 'stp' are one sweep)."""
     uniq, code = dense_codes(values)
@@ -84,13 +78,6 @@ def _text_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         uniq, remap = dense_codes(np.array([str(u).strip() for u in uniq], dtype=object))
         code = remap[code]
     return uniq, code
-
-
-def _max_per(code: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """The maximum of ``values`` within each code, broadcast back to the rows."""
-    m = np.full(int(code.max(initial=-1)) + 1, -np.inf)
-    np.maximum.at(m, code, values)
-    return m[code]
 
 
 def load_runs(path: str, opts: FitOptions) -> tuple[Runs, list[str], list[str], dict]:
@@ -105,7 +92,7 @@ def load_runs(path: str, opts: FitOptions) -> tuple[Runs, list[str], list[str], 
     key_values = []
     for col in groups:
         uniq, code = _text_codes(frame[col].to_numpy())
-        gcode, key_values = _combine(gcode, code), key_values + [(col, uniq, code)]
+        gcode, key_values = combine_codes(gcode, code), key_values + [(col, uniq, code)]
     keep = np.ones(len(frame), dtype=bool)
     widths, wi = dense_codes(width)
     lrs, li = dense_codes(lr)
@@ -116,18 +103,19 @@ def load_runs(path: str, opts: FitOptions) -> tuple[Runs, list[str], list[str], 
             if not keep.any():
                 raise UserError(f"{path}: --step {opts.step}: no rows at or before it "
                                 f"(steps run {step.min():g}..{step.max():g})")
-        wcode = _combine(gcode, wi) if groups else wi
-        run = _combine(wcode, li)
+        wcode = combine_codes(gcode, wi) if groups else wi
+        parts = [wcode, li]
         if "seed" in frame.columns:
             seed = frame["seed"].to_numpy()
             # Integer seeds in a compact range are their own codes; anything else is hashed.
             small = seed.dtype.kind in "iu" and seed.size and 0 <= seed.min() and seed.max() < 4 * seed.size
-            run = _combine(run, seed.astype(np.int64) if small else dense_codes(seed)[1])
-        masked = np.where(keep, step, -np.inf)
-        keep &= masked == _max_per(run, masked)
+            parts.append(seed.astype(np.int64, copy=False) if small else dense_codes(seed)[1])
+        masked = step if opts.step is None else np.where(keep, step, -np.inf)
+        final, short = final_steps(parts, masked)
+        keep &= final
         # A run that stops before the others at its width crashed or is still running:
         # leave it out rather than compare losses from different points in training.
-        short = keep & (masked < _max_per(wcode, np.where(keep, step, -np.inf)))
+        short &= keep
         if short.any():
             ws, counts = np.unique(width[short], return_counts=True)
             listed = ", ".join(f"{w:g} ({c})" for w, c in zip(ws, counts))

@@ -1,18 +1,91 @@
 """The Typer application object and the process entry point.
 
-Command modules register themselves on ``app``; ``main`` turns every kind of bad
-input (our UserError, click's usage errors, pydantic validation errors) into one
-line on stderr and exit status 2, so no user ever sees a traceback for a typo.
+Commands are registered lazily: ``COMMANDS`` maps each command name to the module
+that defines it, and ``LazyGroup`` imports a module (and converts its command to
+click) only when that command is looked up. ``scaleadvise prescribe`` therefore
+imports and converts one command, not all of them; ``--help``, shell completion
+and unknown command names load every command, so the help listing and the
+"No such command ... Did you mean ...?" message are unchanged
+(benchmarks/cli_startup.py, tests/test_cli_lazy.py).
+
+``main`` turns every kind of bad input (our UserError, click's usage errors,
+pydantic validation errors) into one line on stderr and exit status 2, so no
+user ever sees a traceback for a typo.
 """
 
+import importlib
+import os
 import sys
+from contextlib import contextmanager
 
 import typer
+from typer.core import TyperGroup
 
 from scaleadvise.errors import UserError
 
+# name -> module under scaleadvise.cli, in the order the help lists them.
+# A new command must be added here (tests/test_cli_lazy.py checks that every
+# command a module registers is listed, with the right module).
+COMMANDS: dict[str, str] = {
+    "prescribe": "prescribe",
+    "check": "check",
+    "equiv": "check",
+    "presets": "presets",
+    "fit": "fit",
+    "epsilon": "epsilon",
+    "align": "align",
+    "emit-train": "emit_train",
+}
+
+
+class LazyGroup(TyperGroup):
+    """A TyperGroup that imports and converts a command the first time it is asked for."""
+
+    def get_command(self, ctx: typer.Context, cmd_name: str):  # -> click Command | None, as in TyperGroup
+        if cmd_name not in self.commands:
+            if cmd_name in COMMANDS:
+                _import(COMMANDS[cmd_name])
+            else:  # unknown: load all, so click's "Did you mean" sees every name
+                self._load_all()
+            self._convert(cmd_name)
+        return self.commands.get(cmd_name)
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        self._load_all()
+        order = {name: i for i, name in enumerate(COMMANDS)}
+        return sorted(self.commands, key=lambda n: order.get(n, len(order)))
+
+    def _load_all(self) -> None:
+        for module in dict.fromkeys(COMMANDS.values()):
+            _import(module)
+        for name in _registered():
+            self._convert(name)
+
+    def _convert(self, cmd_name: str) -> None:
+        info = _registered().get(cmd_name)
+        if info is not None and cmd_name not in self.commands:
+            self.commands[cmd_name] = typer.main.get_command_from_info(
+                info, pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode)
+
+
+def _import(module: str) -> None:
+    importlib.import_module(f"scaleadvise.cli.{module}")  # registers its command(s) on ``app``
+
+
+def _registered() -> dict[str, "typer.models.CommandInfo"]:
+    return {info.name or typer.main.get_command_name(info.callback.__name__): info  # type: ignore[union-attr]
+            for info in app.registered_commands}
+
+
+def _group_callback() -> None:
+    """No group-level options; having a callback keeps typer building a group even
+    while fewer than two commands are registered."""
+
+
 app = typer.Typer(
     name="scaleadvise",
+    cls=LazyGroup,
+    callback=_group_callback,
     help=(
         "Per-layer init, multipliers, learning rates and Adam epsilon for scaling a "
         "network in width (Everett et al. 2024), checked against your own sweeps.\n\n"
@@ -32,11 +105,10 @@ def fail(message: str) -> "typer.Exit":
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app, map bad input to exit status 2."""
-    import scaleadvise.cli  # noqa: F401  (registers every command)
-
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        rc = app(args=args or ["--help"], standalone_mode=False, prog_name="scaleadvise")
+        with _no_pydantic_plugins():
+            rc = app(args=args or ["--help"], standalone_mode=False, prog_name="scaleadvise")
     except UserError as e:
         raise SystemExit(_one_line(str(e)))
     except typer.Exit as e:
@@ -53,6 +125,22 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(_one_line(e.format_message()))
         raise
     raise SystemExit(rc if isinstance(rc, int) else 0)
+
+
+@contextmanager
+def _no_pydantic_plugins():
+    """Skip pydantic's plugin discovery while a command runs, as typer does for its own
+    option adapters: our models validate internal data, and the discovery (importing
+    importlib.metadata, scanning every installed distribution's entry points) is ~10%
+    of `scaleadvise prescribe`'s run time. A user's own setting wins."""
+    if "PYDANTIC_DISABLE_PLUGINS" in os.environ:
+        yield
+        return
+    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
 
 
 def _one_line(message: str) -> int:

@@ -2,14 +2,16 @@
 
 import re
 import sys
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from scaleadvise.cli.app import app
 from scaleadvise.cli.common import ALIGN_HELP, OMEGA_READOUT_HELP, OPTIM_HELP, PARAM_HELP, fmt, power
-from scaleadvise.cli.render import console, print_json, print_yaml
+from scaleadvise.cli.render import print_json, print_yaml
+
+if TYPE_CHECKING:  # rich's console and tables load only for human output, not for --json
+    from rich.table import Table
 
 EXAMPLES = """
 Examples:
@@ -105,6 +107,10 @@ def prescribe(
 
 
 def render(doc: dict, show_tensors: bool = True) -> None:
+    from rich.table import Table
+
+    from scaleadvise.cli.render import console
+
     m = doc["model"]
     al = doc["alignment"]
     console.print(
@@ -133,8 +139,10 @@ def render(doc: dict, show_tensors: bool = True) -> None:
         console.print(_tensor_table(doc["tensors"]))
 
 
-def _tensor_table(tensors: list[dict]) -> Table:
+def _tensor_table(tensors: list[dict]) -> "Table":
     """One row per distinct tensor; repeated blocks collapse to ``blocks.*.name x depth``."""
+    from rich.table import Table
+
     rows: dict[str, list] = {}
     for t in tensors:
         key = re.sub(r"\.(\d+)\.", ".*.", t["name"], count=1)

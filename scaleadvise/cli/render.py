@@ -9,12 +9,20 @@ import math
 import sys
 from typing import Any
 
-from rich.console import Console
 
-# Piped output (files, CI logs, `less`) gets a wide fixed width instead of rich's 80
-# columns, so tables of per-tensor values are not truncated.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, highlight=False)
+def __getattr__(name: str) -> Any:
+    """``console`` and ``err_console``, made on first use (PEP 562): importing
+    rich.console is ~8% of `scaleadvise prescribe --json`, which never prints with it.
+    ``from scaleadvise.cli.render import console`` still works and makes them."""
+    if name not in ("console", "err_console"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rich.console import Console
+
+    # Piped output (files, CI logs, `less`) gets a wide fixed width instead of rich's 80
+    # columns, so tables of per-tensor values are not truncated.
+    globals()["console"] = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    globals()["err_console"] = Console(stderr=True, highlight=False)
+    return globals()[name]
 
 
 def _clean(obj: Any) -> Any:

@@ -1,0 +1,80 @@
+"""The run-length shortcuts of the fit loader (fit_optima._blocks and _run_starts) give
+the same answer as the general hashing path, whatever the row order of the file."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaleadvise.fit import FitOptions, fit_sweep
+from scaleadvise.fit_optima import _blocks, build_grid, dense_codes
+from scaleadvise.fit_synth import synthetic_sweep
+
+WIDTHS = [128, 256, 512, 1024]
+LRS = 2.0 ** np.arange(-14.0, -3.0, 0.5)
+
+
+@pytest.mark.parametrize("values", [
+    np.repeat([3.0, 1.0, 2.0, 1.0], 50),  # grouped, a value recurring in a later block
+    np.repeat(np.array([512, 128, 256], dtype=np.int64), 40),
+    np.repeat(2.0 ** -np.arange(20.0), 17),
+])
+def test_blocks_match_pandas_factorize(values):
+    codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=False)
+    got = _blocks(values)
+    assert got is not None  # grouped columns take the shortcut
+    np.testing.assert_array_equal(got[0], uniques)
+    np.testing.assert_array_equal(got[1], codes)
+    assert got[1].dtype == np.int64
+
+
+@pytest.mark.parametrize("values", [
+    np.random.default_rng(0).choice([1.0, 2.0, 3.0], 400),  # changes nearly every row
+    np.repeat([1.0, np.nan, 2.0], 50),  # NaN: left to pandas
+    np.repeat(np.array(["a", "b"], dtype=object), 50),
+])
+def test_blocks_decline_and_dense_codes_still_match(values):
+    assert _blocks(values) is None
+    codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=False)
+    got_u, got_c = dense_codes(values)
+    np.testing.assert_array_equal(got_c, codes)
+    assert list(map(str, got_u)) == list(map(str, uniques))
+
+
+def _steps_table(tmp_path, order: str):
+    df = synthetic_sweep(WIDTHS, LRS, k=-0.8, noise=0.02, seeds=3, steps=np.arange(1, 9) * 100, rng=0)
+    # One run stops early: it must be dropped (with a warning) on every path.
+    df = df[~((df.width == 256) & (df.lr == LRS[6]) & (df.seed == 1) & (df.step > 500))]
+    if order == "shuffled":
+        df = df.sample(frac=1.0, random_state=1)
+    elif order == "split":  # every run's rows in two separate blocks
+        df = pd.concat([df[df.step <= 400], df[df.step > 400]])
+    path = tmp_path / f"{order}.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("step", [None, 400])
+def test_final_step_selection_is_independent_of_row_order(tmp_path, step):
+    docs = {order: fit_sweep(str(_steps_table(tmp_path, order)), FitOptions(bootstrap=0, step=step)).doc
+            for order in ("sorted", "shuffled", "split")}
+    ref = docs["sorted"]
+    expected_runs = len(WIDTHS) * LRS.size * 3 - (1 if step is None else 0)
+    assert ref["runs"] == expected_runs
+    assert any("stop before the last step" in w for w in ref["warnings"]) == (step is None)
+    for order in ("shuffled", "split"):
+        doc = docs[order]
+        assert doc["runs"] == ref["runs"] and doc["warnings"] == ref["warnings"]
+        g, r = doc["groups"][0], ref["groups"][0]
+        assert [o["lr"] for o in g["optima"]] == [o["lr"] for o in r["optima"]]
+        assert g["lr_exponent"] == pytest.approx(r["lr_exponent"], abs=1e-9)  # seeds summed in another order
+
+
+def test_build_grid_counts_diverged_runs_per_cell():
+    wi = np.array([0, 0, 0, 1, 1, 1])
+    li = np.array([0, 1, 1, 0, 0, 1])
+    loss = np.array([1.0, np.nan, 2.0, 3.0, 5.0, np.inf])
+    g = build_grid((np.array([64.0, 128.0]), wi), (np.array([1e-3, 2e-3]), li), loss)
+    np.testing.assert_array_equal(g.runs, [[1, 2], [2, 1]])
+    np.testing.assert_array_equal(g.diverged, [[0, 1], [0, 1]])
+    np.testing.assert_array_equal(g.loss, [[1.0, np.nan], [4.0, np.nan]])
+    assert g.std[1, 0] == pytest.approx(np.sqrt(2.0))
