@@ -35,6 +35,7 @@ SMALLEST_NORMAL: dict[str, float] = {"fp32": 2.0**-126, "bf16": 2.0**-126, "fp16
 SMALLEST_TESTED_EPS = 1e-15
 ADAM_STYLE_OPTIMIZERS = ("adam", "adamw", "adam-ps")
 NO_EPS_OPTIMIZERS = ("sgd", "adam-atan2", "lion", "sign-sgd")
+MAX_WIDTH = 2.0**40  # ~1e12: past any model anyone trains; crossings beyond it read "any width"
 
 
 # --------------------------------------------------------------------------- power laws
@@ -56,13 +57,14 @@ class GradientLaw:
         """The width n with s(n) = level, solved in log space: ln n = (ln C - ln level) / g.
 
         inf when s never falls below ``level`` as width grows (g < 0, or g = 0 with s
-        at or above it); 0 when g = 0 and s is already below it.
+        at or above it) or only past MAX_WIDTH, where no model is trained and a power law
+        fitted over a few doublings says nothing; 0 when g = 0 and s is already below it.
         """
         gap = self.log_c - math.log(level)  # ln s(1) - ln level
         if self.g <= 0:  # s never shrinks with width; at exactly ``level`` it has not fallen below
             return 0.0 if (self.g == 0 and gap < -1e-9) else math.inf
         exponent = gap / self.g
-        return math.exp(exponent) if exponent < 709 else math.inf
+        return math.exp(exponent) if exponent < math.log(MAX_WIDTH) else math.inf
 
 
 def fit_gradient_law(

@@ -172,6 +172,21 @@ def _error(capsys, argv, pres) -> str:
     return err
 
 
+def test_eval_set_is_the_same_for_every_seed(tmp_path):
+    """Seeds change the init and the training batches, never the held-out batches, so a
+    sweep's seed-to-seed spread measures training noise only."""
+    from scaleadvise.templates.data import load_tokens
+    from scaleadvise.templates.dist import setup_distributed
+
+    pres = tiny()
+    args = T.build_parser().parse_args([*FAST, "--eval-batches", "3"])
+    tokens = load_tokens(None, 256, 32)[:2]
+    dist = setup_distributed("none", "cpu")
+    a, b = (T.Run(args, pres, 64, 1e-2, seed, str(tmp_path / f"s{seed}"), dist, tokens) for seed in (0, 1))
+    assert all(torch.equal(x, y) for (x, _), (y, _) in zip(a.eval_set, b.eval_set))
+    assert not torch.equal(a.batches.next()[0], b.batches.next()[0])  # training data does differ
+
+
 def test_bad_input_one_line_exit_2(tmp_path, capsys):
     pres = tiny()
     assert "--bogus" in _error(capsys, ["--bogus"], pres)
@@ -190,6 +205,7 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys):
     assert "no such file" in _error(capsys, [*FAST, "--data", str(tmp_path / "missing.bin")], pres)
     if not torch.cuda.is_available():
         assert "no CUDA device" in _error(capsys, ["--device", "cuda"], pres)
+    assert "--threads 0" in _error(capsys, [*FAST, "--threads", "0"], pres)
     assert "--stop-at 50" in _error(capsys, [*FAST, "--steps", "10", "--stop-at", "50"], pres)
     assert "--sweep-lr" in _error(capsys, [*FAST, "--sweep-lr", "1:x:2"], pres)
     assert "no prescription" in _error(capsys, [*FAST], None)

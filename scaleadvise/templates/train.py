@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
       help="decoupled weight decay, independent of the LR (App. G); default 0, adamw 1e-4")
     a("--clip", type=float, default=0.0, help="clip the global gradient norm (0: off)")
     a("--seed", type=int, default=0)
+    a("--threads", type=int, default=None,
+      help="CPU threads for torch (default: torch's choice; 1 per process on a shared machine avoids thrashing)")
     a("--dtype", default="auto", choices=("auto", "bf16", "fp32"), help="auto: bf16 autocast on CUDA")
     a("--compile", default="auto", choices=("auto", "on", "off"), help="torch.compile (auto: on for CUDA)")
     a("--distributed", default="none", choices=("none", "ddp", "fsdp"), help="with torchrun")
@@ -201,8 +203,9 @@ class Run:
         self.context = self.dims["context"]
         self.batches = Batches(train_tok, self.context, args.batch_size * args.grad_accum, dist.rank, dist.world,
                                seed, self.device)
+        # One held-out set for every seed and width: eval losses of a sweep differ only by training.
         self.eval_set = eval_batch_list(held_tok, self.context, args.batch_size, args.eval_batches, dist.rank,
-                                        dist.world, seed, self.device)
+                                        dist.world, 0, self.device)
         self.flops = flops_per_token(self.dims)
         peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(self.device, self.bf16)
         self.peak = peak * dist.world if peak else None
@@ -440,6 +443,10 @@ def run_sweep(args: argparse.Namespace, pres: dict, widths: list[int], dist: Dis
 
 def run(argv: list[str] | None = None, prescription: dict | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise BadInput(f"--threads {args.threads}: must be >= 1")
+        torch.set_num_threads(args.threads)
     pres = load_prescription(args, prescription)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     widths = check_args(args, pres, world if args.distributed != "none" else 1)
