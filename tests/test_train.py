@@ -205,6 +205,7 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys):
     assert "no such file" in _error(capsys, [*FAST, "--data", str(tmp_path / "missing.bin")], pres)
     if not torch.cuda.is_available():
         assert "no CUDA device" in _error(capsys, ["--device", "cuda"], pres)
+    assert "adam-atan2" in _error(capsys, [*FAST, "--eps", "0"], pres)
     assert "--threads 0" in _error(capsys, [*FAST, "--threads", "0"], pres)
     assert "--stop-at 50" in _error(capsys, [*FAST, "--steps", "10", "--stop-at", "50"], pres)
     assert "--sweep-lr" in _error(capsys, [*FAST, "--sweep-lr", "1:x:2"], pres)

@@ -29,6 +29,10 @@ Examples:
   scaleadvise equiv --param stp --to-form mup --optim adam          # not equivalent: readout differs
 
   scaleadvise equiv --param ntk --theta 0,-0.5,-0.5 --optim adafactor
+
+  scaleadvise equiv --param stp --to-form ntk --optim adam --width 256 --base-width 64 --constants-out ntk.yaml
+
+  scaleadvise equiv --param mup --to-form mfp --optim adam-atan2 --width 256 --base-width 64 --prescription-out mfp.json
 """
 
 
@@ -88,15 +92,28 @@ def equiv(
     theta: Annotated[Optional[str], typer.Option(help="Shift by theta per layer type, EMB,HIDDEN,READOUT (a += θ, b -= θ).")] = None,
     alignment: Annotated[str, typer.Option(help=ALIGN_HELP)] = "full",
     omega_readout: Annotated[Optional[float], typer.Option(help=OMEGA_READOUT_HELP)] = None,
+    width: Annotated[Optional[int], typer.Option("--width", "-w", help="Also give the target's absolute constants at this width: the gammas (and init stds) that make it the *same* network as --param with --base-lr/--constants.")] = None,
+    base_width: Annotated[int, typer.Option(help="Base width b of both prescriptions (lr = base_lr·γ·(n/b)^-c).")] = 1024,
+    base_lr: Annotated[float, typer.Option(help="Base LR of --param (the target keeps it; its γ absorbs the shift).")] = 1e-3,
+    constants: Annotated[str, typer.Option(help="LR constants γ of --param: default (all 1), paper (Table C3) or a YAML file.")] = "default",
+    model: Annotated[str, typer.Option("--model", "-m", help="Model whose tensors are compared (nanodo, gpt2, llama, mlp or a YAML).")] = "nanodo",
+    depth: Annotated[Optional[int], typer.Option(help="With --width: blocks of the model (NanoDO: 8).")] = None,
+    head_dim: Annotated[Optional[int], typer.Option(help="With --width: head dimension of the model (NanoDO: 128).")] = None,
+    constants_out: Annotated[Optional[str], typer.Option(help="With --width: write the target's equivalent γ as a constants YAML (prescribe/emit-train --constants).")] = None,
+    prescription_out: Annotated[Optional[str], typer.Option(help="With --width: write the target's prescription JSON with the equivalent γ and init stds (train.py --prescription).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Move a parameterization along its abc-symmetry orbit (§3.2, B.2).
 
     a += θ, b -= θ keeps the forward pass; the LR exponent moves by c -= 2θ (SGD),
-    θ (Adam) or 0 (Adafactor) to keep every training step the same.
+    θ (Adam) or 0 (Adafactor) to keep every training step the same. With --width,
+    also the target's constants: per tensor, multiplier × init std and
+    multiplier^k × LR (k = 2, 1, 0) must equal the source's, so the target's γ is
+    the source's times b^(kθ) (b the base width), and the init constant moves by the
+    same multiplier ratio.
     """
     from scaleadvise.errors import UserError
-    from scaleadvise.parameterizations import get_parameterization, parse_triple
+    from scaleadvise.parameterizations import custom_parameterization, get_parameterization, parse_triple
     from scaleadvise.theory import LAYER_TYPES, LR_SHIFT, abc_shift, equivalence_theta, max_stable_lr_exponents, optimizer_family, parse_alignment
 
     al = parse_alignment(alignment, omega_readout)
@@ -120,7 +137,7 @@ def equiv(
         th, target_name = {t: b0[t] for t in LAYER_TYPES}, "unit-init (b = 0)"
     else:
         dst = get_parameterization(to_form)
-        target_name = dst.name
+        target_name = dst.name  # (dst is used again below, with --width)
         found = equivalence_theta((a0, b0, c0), abc(dst), optim)
         equivalent = found is not None
         th = found if found is not None else {t: dst.a[t] - a0[t] for t in LAYER_TYPES}
@@ -128,6 +145,29 @@ def equiv(
     k = LR_SHIFT[optimizer_family(optim)]
     doc = {"param": src.name, "optimizer": optim, "lr_shift_per_theta": k, "theta": th, "target": target_name,
            "equivalent": equivalent, "from": {"a": a0, "b": b0, "c": c0}, "to": {"a": a1, "b": b1, "c": c1}}
+    if width is None and (constants_out or prescription_out):
+        raise UserError("--constants-out and --prescription-out need --width (the constants are absolute)")
+    dst_doc = None
+    if width is not None:
+        if equivalent is False:
+            raise UserError(f"--width: {src.name} and {target_name} are not equivalent under {optim}, so no "
+                            f"constants make them the same network; drop --width, or use --theta to move {src.name}")
+        dst_param = dst if equivalent else custom_parameterization(a1, b1, src.attention_scale,
+                                                                        name=target_name or "shifted")
+        common = {"optim": optim, "width": width, "base_width": base_width, "base_lr": base_lr,
+                  "alignment": alignment, "omega_readout": omega_readout, "model": model, "depth": depth,
+                  "head_dim": head_dim}
+        doc["at_width"], dst_doc = equivalent_constants(param, constants, dst_param, k, common)
+    if constants_out:
+        import yaml
+
+        _write_atomic(constants_out, "# scaleadvise equiv: LR constants gamma making " + f"{target_name} the same "
+                      f"network as {src.name} (base width {base_width})\n"
+                      + yaml.safe_dump(doc["at_width"]["constants_to"], sort_keys=False))
+    if prescription_out:
+        import json
+
+        _write_atomic(prescription_out, json.dumps(dst_doc, indent=1) + "\n")
     if json_out:
         print_json(doc)
         return
@@ -147,3 +187,130 @@ def equiv(
                else "their LR exponents do not differ by the optimizer's shift")
         console.print(f"[red]{src.name} and {target_name} are not equivalent under {optim}[/]: {why}; "
                       "the table shows src moved to the target's multipliers")
+    if "at_width" in doc:
+        _print_at_width(doc["at_width"], src.name, target_name or "shifted")
+
+
+def equivalent_constants(src_param: str, src_constants: str, dst_param, k: float,
+                         common: dict) -> tuple[dict, dict]:
+    """The target's γ and init stds at one width that make it the source's network.
+
+    abc-symmetry (§3.2) per tensor: W = m·w, so multiplier × init std is the init of W
+    and the raw gradient is m × dL/dW. Adam's update is invariant to the gradient's
+    scale, so ΔW = m·lr·(direction) needs m·lr fixed; SGD's ΔW = m²·lr·dL/dW needs
+    m²·lr; Adafactor/Adam+PS scale by RMS(w) ∝ 1/m, so lr itself (k = 2, 1, 0).
+    Both prescriptions come from ``prescribe`` (never re-derived here); the target's
+    γ per layer type is set on the layer's representative tensor (prescribe's
+    ``layers[t]``), and tensors whose own multiplier ratio differs from it (fan-in
+    n_t ≠ n, e.g. NanoDO's mlp.down with fan-in 4n) are reported with the LR factor
+    one LR per layer type cannot give them. Adam's epsilon is additive to √v ∝ m,
+    so the equivalent epsilon is the source's times m_dst / m_src per tensor (§4.3).
+    """
+    from scaleadvise.prescribe import PrescribeRequest, prescribe
+    from scaleadvise.theory import LAYER_TYPES
+
+    src = prescribe(PrescribeRequest(param=src_param, constants=src_constants, **common))
+    dst = prescribe(PrescribeRequest(param=dst_param.name, custom=None if _named(dst_param) else dst_param,
+                                     constants="default", **common))
+    ratio = common["width"] / common["base_width"]
+    gamma, layers = {}, {}
+    for t in LAYER_TYPES:
+        ls, ld = src["layers"][t], dst["layers"][t]
+        lr_needed = ls["lr"] * (ls["multiplier"] / ld["multiplier"]) ** k
+        gamma[t] = lr_needed / (dst["base_lr"] * ratio ** -ld["c"])
+        theta = ld["a"] - ls["a"]
+        layers[t] = {"theta": theta, "gamma_from": ls["gamma"], "gamma_to": gamma[t],
+                     "gamma_ratio": gamma[t] / ls["gamma"], "lr_from": ls["lr"], "lr_to": lr_needed,
+                     # γ is width-independent when c moved by exactly kθ (then γ_to = γ_from·b^(kθ))
+                     "width_independent": abs(ld["c"] - (ls["c"] - k * theta)) < 1e-9}
+    tensors, lr_off, init_off = [], [], []
+    for ts, td in zip(src.get("tensors", []), dst.get("tensors", [])):
+        t = ts["layer_type"]
+        m = ts["multiplier"] / td["multiplier"]
+        lr_to = td["lr"] * gamma[t] / dst["layers"][t]["gamma"]
+        lr_factor = ts["lr"] * m ** k / lr_to
+        std_to = ts["init_std"] * m
+        init_factor = std_to / td["init_std"] if td["init_std"] else 1.0
+        eps_to = None if ts["eps"] is None else ts["eps"] / m
+        row = {"name": ts["name"], "layer_type": t, "multiplier_ratio": 1.0 / m, "lr_to": lr_to,
+               "lr_factor": lr_factor, "init_std_to": std_to, "init_factor": init_factor,
+               "eps_from": ts["eps"], "eps_to": eps_to}
+        tensors.append(row)
+        if abs(lr_factor - 1.0) > 1e-9:
+            lr_off.append(row["name"])
+        if abs(init_factor - 1.0) > 1e-9:
+            init_off.append(row["name"])
+        td["lr"], td["init_std"] = lr_to, std_to
+    for t in LAYER_TYPES:  # the target document, ready for train.py --prescription
+        ld = dst["layers"][t]
+        ld["lr"] *= gamma[t] / ld["gamma"]
+        ld["gamma"] = gamma[t]
+        ld["init_std"] = src["layers"][t]["init_std"] * src["layers"][t]["multiplier"] / ld["multiplier"]
+    dst["constants"] = gamma
+    dst["constants_source"] = f"scaleadvise equiv: the same network as {src['parameterization']} " \
+                              f"({src['constants_source']})"
+    eps_note = None
+    if src["eps_mode"] != "none":
+        eps_note = ("Adam's epsilon is added to √v, which scales with the multiplier: the same network needs "
+                    "epsilon × m_to/m_from per tensor (eps_to); one epsilon for both breaks the equivalence "
+                    "once it is comparable to √v (§4.3)")
+    summary = {"width": common["width"], "base_width": common["base_width"], "base_lr": common["base_lr"],
+               "model": src["model"]["name"], "constants_from": src["constants"], "constants_to": gamma,
+               "layers": layers, "exact": not lr_off and not init_off,
+               "lr_not_expressible": lr_off, "init_changed": init_off, "eps_note": eps_note, "tensors": tensors}
+    return summary, dst
+
+
+def _named(p) -> bool:
+    from scaleadvise.parameterizations import NAMES
+
+    return p.name in NAMES
+
+
+def _write_atomic(path: str, text: str) -> None:
+    import os
+    import tempfile
+
+    from scaleadvise.errors import UserError
+
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".equiv-", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"{path}: cannot write ({e.strerror})") from None
+
+
+def _print_at_width(w: dict, src: str, dst: str) -> None:
+    from scaleadvise.cli.common import fmt
+
+    table = Table(title=f"{dst} as the same network as {src} at width {w['width']} "
+                        f"(base width {w['base_width']}, base LR {fmt(w['base_lr'])})")
+    for col in ("layer", "θ", f"γ {src}", f"γ {dst}", "ratio", f"LR {src}", f"LR {dst}"):
+        table.add_column(col)
+    for t, x in w["layers"].items():
+        table.add_row(t, f"{x['theta']:+g}", fmt(x["gamma_from"]), fmt(x["gamma_to"]), fmt(x["gamma_ratio"]),
+                      fmt(x["lr_from"]), fmt(x["lr_to"]))
+    console.print(table)
+    if not all(x["width_independent"] for x in w["layers"].values()):
+        console.print("[yellow]note[/]: the LR exponents do not differ by exactly kθ: these γ hold at this width only")
+    import re
+
+    rows = {r["name"]: r for r in w["tensors"]}
+
+    def folded(names: list[str]) -> dict[str, str]:  # blocks.0.mlp.down, blocks.1.mlp.down -> blocks.*.mlp.down
+        return {re.sub(r"^blocks\.\d+\.", "blocks.*.", n): n for n in reversed(names)}
+
+    for shown, name in reversed(folded(w["lr_not_expressible"]).items()):
+        console.print(f"[yellow]not exact[/]: {shown} needs {fmt(rows[name]['lr_factor'])}× its layer's LR "
+                      f"(its multiplier ratio {fmt(rows[name]['multiplier_ratio'])} is not its layer's): "
+                      "one LR per layer type cannot make it the same network")
+    for shown, name in reversed(folded(w["init_changed"]).items()):
+        console.print(f"[yellow]init[/]: {shown} needs init std {fmt(rows[name]['init_std_to'])} "
+                      f"({fmt(rows[name]['init_factor'])}× {dst}'s own): use --prescription-out")
+    if w["eps_note"]:
+        console.print(f"[yellow]epsilon[/]: {w['eps_note']}")
+    if w["exact"]:
+        console.print(f"[green]exact[/]: every tensor's multiplier × init and multiplier^k × LR equal {src}'s")

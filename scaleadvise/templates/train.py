@@ -348,6 +348,11 @@ def load_prescription(args: argparse.Namespace, given: dict | None) -> dict:
     if args.eps is not None:
         if pres.get("eps_mode") == "none":
             raise BadInput(f"--eps: {pres['optimizer']} has no epsilon")
+        if not args.eps > 0:
+            # A tensor row that gets no gradient (the embedding of a token not yet seen) has
+            # m = v = 0, and m/(sqrt(v)+0) is 0/0: the loss turns NaN on the next step.
+            raise BadInput(f"--eps {args.eps}: must be > 0 (eps = 0 divides 0 by 0 on rows without gradient); "
+                           "for no epsilon use --optim adam-atan2 (C.5), or a tiny eps such as 1e-30")
         pres["base_eps"] = args.eps
     return pres
 
