@@ -1,0 +1,321 @@
+"""Hyperparameter transfer across width on real text (Everett et al. 2024, §4.2, Figure 4, Table I1).
+
+Trains the paper's NanoDO Transformer (C.1) at several widths over a learning-rate grid
+in 2^0.5 steps, using only `scaleadvise emit-train` (the emitted script's sweep mode) and
+`scaleadvise fit`, on a byte-level corpus of the Python standard library's sources (real
+text that ships with every Python; the emitted script holds out its last 5% for the eval
+loss). Three settings, each with Adam:
+
+  sp-global      SP init, one global LR (`--plain`)         paper: k = -0.95 (Table I1, fixed step, STP)
+  sp-per-layer   SP + the per-layer exponents of Table 1     paper: k = -0.05 (Figure 4, STP, full alignment)
+  mup-per-layer  muP + the per-layer exponents of Table 1    paper: k = -0.06 (Figure 4, muP, full alignment)
+
+The swept quantity is the *base* LR at the base width (the smallest width); the
+per-layer settings multiply it by (n/b)^-c_l. `fit` reports k in lr*(n) ∝ n^k with a
+95% interval: a prescription that transfers gives k ≈ 0.
+
+Each width's grid is a window of the 2^0.5 lattice around a prior guess of the optimum
+(slope -0.5 per doubling for the global LR, 0 for the per-layer settings); whenever
+`fit` reports the best LR at the edge of a width's grid, two more LRs are run beyond
+that edge, until the optimum is bracketed (loss rising on both sides).
+
+Scales (same step count at every width: the paper's fixed-step setting):
+  smoke  widths 16-64, depth 1, 60 steps            ~1-2 min on 2 CPU cores (tests)
+  cpu    widths 32-256, depth 2, head dim 16, 300 steps   ~15-30 min on 2 CPU cores
+  gpu    widths 128-2048, depth 4, head dim 128, 500 steps, bf16   estimated <= 10 min per width on one H100
+
+    python examples/transfer/run.py --scale cpu
+    python examples/transfer/run.py --scale gpu --device cuda
+
+Writes results/<scale>/ here: sweeps.csv (merged), fit.json (`scaleadvise fit --json`),
+fit.png (`fit --plot`), summary.json, transfer.png. Training runs go to work/ (not committed).
+"""
+
+import argparse
+import concurrent.futures
+import csv
+import dataclasses
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+VOCAB = 256  # byte-level tokens
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    widths: tuple[int, ...]
+    head_dim: int  # fixed: width = heads x head_dim (the paper co-scales heads with width, C.1)
+    depth: int
+    context: int
+    batch: int
+    steps: int
+    center: float  # log2 of the prior optimal base LR at the base width (pilot run, see README)
+    half_window: float  # octaves each side of the prior optimum
+    eval_batches: int
+    corpus_mb: float
+    jobs: int  # sweeps run side by side (one CPU thread each) or one at a time (GPU)
+    extra: tuple[str, ...] = ()  # further flags for the emitted script
+
+    @property
+    def base_width(self) -> int:
+        return self.widths[0]
+
+
+SCALES = {
+    "smoke": Scale((16, 32, 64), 8, 1, 32, 8, 60, -5.0, 1.0, 4, 1.0, 2),
+    "cpu": Scale((32, 64, 128, 256), 16, 2, 64, 16, 300, -6.0, 2.0, 16, 4.0, 2),
+    # torch.compile is off: a sweep builds a fresh model per run and compiling each would cost more
+    # than the run itself at the small widths (the estimate in the README assumes eager bf16).
+    "gpu": Scale((128, 256, 512, 1024, 2048), 128, 4, 256, 32, 500, -7.0, 1.5, 16, 16.0, 1,
+                 ("--compile", "off")),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str
+    param: str  # emit-train --param
+    plain: bool  # run with --plain: SP init, one global LR
+    fit_setting: str  # `fit --setting` vocabulary
+    prior_slope: float  # where to centre each width's LR window (octaves per doubling)
+    paper: float
+    paper_source: str
+
+
+SETTINGS = (
+    Setting("sp-global", "stp", True, "global", -0.5, -0.95, "Table I1, fixed-step global Adam, STP"),
+    Setting("sp-per-layer", "stp", False, "per-layer-full", 0.0, -0.05, "Figure 4, per-layer Adam, STP"),
+    Setting("mup-per-layer", "mup", False, "per-layer-full", 0.0, -0.06, "Figure 4, per-layer Adam, muP"),
+)
+SWEEP_FIELDS = ("setting", "param", "optim", "width", "lr", "loss", "step", "seed", "diverged")
+MAX_EXTENSIONS = 4
+_print_lock = threading.Lock()
+
+
+def say(text: str) -> None:
+    with _print_lock:
+        print(text, flush=True)
+
+
+def lattice(lo: float, hi: float) -> list[float]:
+    """Base LRs 2^lo .. 2^hi on the 2^0.5 lattice (lo, hi are rounded onto it)."""
+    a, b = round(2 * lo), round(2 * hi)
+    return [2.0 ** (k / 2) for k in range(a, b + 1)]
+
+
+def window(scale: Scale, setting: Setting, width: int) -> list[float]:
+    """A width's initial LR grid: centred on the prior optimum, shifted by the prior slope."""
+    mid = scale.center + setting.prior_slope * math.log2(width / scale.base_width)
+    return lattice(mid - scale.half_window, mid + scale.half_window)
+
+
+def run_cmd(cmd: list[str], log: Path | None, env: dict | None = None) -> str:
+    """Run a command as a user would; its output goes to `log` (or is returned)."""
+    if log is None:
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        out = res.stdout
+    else:
+        with open(log, "a") as f:
+            f.write(f"$ {shlex.join(cmd)}\n")
+            f.flush()
+            res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, text=True, env=env)
+        out = ""
+    if res.returncode != 0:
+        tail = res.stderr if log is None else log.read_text()[-2000:]
+        raise SystemExit(f"command failed ({res.returncode}): {shlex.join(cmd)}\n{tail}")
+    return out
+
+
+def read_sweeps(paths: list[Path], setting: Setting) -> list[dict]:
+    """Rows of the emitted script's sweeps.csv files, tagged with the setting. `--plain`
+    runs record param 'sp-global'; they are STP's (a, b) with one global LR, so they are
+    written as param stp, setting global, the names `fit` compares with the theory."""
+    rows = []
+    for p in paths:
+        if p.exists():
+            with open(p) as f:
+                rows += [{**r, "setting": setting.fit_setting, "param": setting.param} for r in csv.DictReader(f)]
+    return rows
+
+
+def write_sweeps(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, SWEEP_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(sorted(rows, key=lambda r: (r["setting"], r["param"], int(r["width"]), float(r["lr"]))))
+    os.replace(tmp, path)
+
+
+def fit_json(csv_path: Path, *flags: str) -> dict:
+    return json.loads(run_cmd(["scaleadvise", "fit", str(csv_path), "--json", *flags], None))
+
+
+def sweep_width(args, scale: Scale, setting: Setting, width: int, script: Path, commands: list) -> list[Path]:
+    """Sweep one (setting, width) until `fit` finds its optimum inside the grid."""
+    base = Path(args.work) / setting.name / f"w{width}"
+    base.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if args.device == "cpu":  # side-by-side sweeps, one thread each: small models scale badly across threads
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
+    lrs, outs = window(scale, setting, width), []
+    for round_ in range(MAX_EXTENSIONS + 1):
+        out = base / f"grid{round_}"
+        cmd = [sys.executable, str(script), "--data", str(Path(args.work) / "corpus.txt"), "--device", args.device,
+               "--steps", str(scale.steps), "--batch-size", str(scale.batch), "--eval-every", str(scale.steps),
+               "--eval-batches", str(scale.eval_batches), "--log-every", str(max(1, scale.steps // 5)),
+               "--grads-every", "0", "--align-every", "0", *scale.extra, *(["--plain"] if setting.plain else []),
+               "--widths", str(width), "--sweep-lr", ",".join(repr(x) for x in lrs), "--out", str(out), "--resume"]
+        threads = f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in env else ""
+        commands.append(threads + shlex.join(["python", *cmd[1:]]))
+        t0 = time.perf_counter()
+        run_cmd(cmd, base / "train.log", env)
+        outs.append(out / "sweeps.csv")
+        part = base / "sweeps.csv"
+        write_sweeps(part, read_sweeps(outs, setting))
+        rec = fit_json(part, "--group-by", "none", "--bootstrap", "0")["groups"][0]["optima"][0]
+        say(f"  {setting.name:13s} width {width:5d}: {len(lrs)} LRs in {time.perf_counter() - t0:5.0f} s, "
+            f"best lr {rec['lr'] if rec['lr'] is None else format(rec['lr'], '.3g')} (edge: {rec.get('edge')})")
+        swept = [float(r["lr"]) for r in read_sweeps(outs, setting)]
+        if rec["lr"] is None or rec.get("edge") == "low":  # every run diverged, or the optimum is the lowest LR
+            lo = math.log2(min(swept))
+            lrs = lattice(lo - 1.0, lo - 0.5)
+        elif rec.get("edge") == "high":
+            hi = math.log2(max(swept))
+            lrs = lattice(hi + 0.5, hi + 1.0)
+        else:
+            return outs
+    say(f"  {setting.name} width {width}: optimum still at the grid edge after {MAX_EXTENSIONS} extensions")
+    return outs
+
+
+def emit(args, scale: Scale, param: str, commands: list) -> Path:
+    script = Path(args.work) / f"train_{param}.py"
+    cmd = ["scaleadvise", "emit-train", "--param", param, "--optim", "adam", "--width", str(scale.base_width),
+           "--depth", str(scale.depth), "--head-dim", str(scale.head_dim), "--context", str(scale.context),
+           "--vocab", str(VOCAB), "--base-width", str(scale.base_width), "--base-lr", repr(2.0 ** scale.center),
+           "-o", str(script)]
+    commands.append(shlex.join(cmd))
+    run_cmd(cmd, Path(args.work) / "emit.log")
+    return script
+
+
+def unigram_entropy(path: Path) -> float:
+    """Entropy (nats) of the byte distribution of the held-out tail (the script's last 5%):
+    the loss of the best model that ignores context."""
+    data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    held = data[len(data) - len(data) // 20:]
+    p = np.bincount(held, minlength=VOCAB) / held.size
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": importlib.metadata.version("torch"),
+            "python": platform.python_version(), "platform": platform.platform(),
+            "load_average_start": list(os.getloadavg())}
+
+
+def summarize(fit: dict, scale_name: str, scale: Scale, extra: dict) -> dict:
+    by_key = {(g["key"].get("param"), g["key"].get("setting")): g for g in fit["groups"]}
+    out = {}
+    for s in SETTINGS:
+        g = by_key.get((s.param, s.fit_setting))
+        if g is None:
+            continue
+        ci = g["lr_exponent_ci"]
+        out[s.name] = {
+            "lr_exponent": g["lr_exponent"], "lr_exponent_ci": ci, "lr_exponent_ci_t": g["lr_exponent_ci_t"],
+            "paper": s.paper, "paper_source": s.paper_source,
+            "paper_inside_ci": None if ci is None or None in ci else bool(ci[0] <= s.paper <= ci[1]),
+            "transfer": g["transfer"], "verdict": g["verdict"],
+            "optima": [{k: o.get(k) for k in ("width", "lr", "lr_refined", "loss", "edge", "n_lrs")}
+                       for o in g["optima"]],
+            "theory": (g.get("interpretation") or {}).get("message"),
+        }
+    return {"scale": scale_name, "config": dataclasses.asdict(scale), "settings": out, **extra}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda for --scale gpu, else cpu)")
+    ap.add_argument("--jobs", type=int, default=None, help="sweeps run side by side (default: the scale's)")
+    ap.add_argument("--work", default=None, help="training runs (default: work/<scale> here; not committed)")
+    ap.add_argument("--results", default=None, help="results folder (default: results/<scale> here)")
+    args = ap.parse_args()
+    scale = SCALES[args.scale]
+    args.device = args.device or ("cuda" if args.scale == "gpu" else "cpu")
+    args.jobs = args.jobs or (scale.jobs if args.device == "cpu" else 1)
+    args.work = Path(args.work or HERE / "work" / args.scale)
+    results = Path(args.results or HERE / "results" / args.scale)
+    args.work.mkdir(parents=True, exist_ok=True)
+    t_start, info = time.perf_counter(), machine()
+
+    from scaleadvise.corpus import build_corpus
+    corpus = build_corpus(args.work / "corpus.txt", int(scale.corpus_mb * (1 << 20)))
+    h_unigram = unigram_entropy(args.work / "corpus.txt")
+    say(f"corpus: {corpus['bytes']:,} bytes from {corpus['files']} stdlib files (Python {corpus['python']}); "
+        f"held-out unigram entropy {h_unigram:.3f} nats")
+    commands: list[str] = []
+    scripts = {p: emit(args, scale, p, commands) for p in sorted({s.param for s in SETTINGS})}
+    jobs = [(s, w) for w in sorted(scale.widths, reverse=True) for s in SETTINGS]  # largest first: packs best
+    say(f"{len(jobs)} sweeps ({len(SETTINGS)} settings x widths {list(scale.widths)}), {scale.steps} steps each, "
+        f"{args.jobs} at a time on {args.device}")
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        futures = {pool.submit(sweep_width, args, scale, s, w, scripts[s.param], commands): s for s, w in jobs}
+        parts = {s.name: [] for s in SETTINGS}
+        for fut in concurrent.futures.as_completed(futures):
+            parts[futures[fut].name] += fut.result()
+
+    rows = [r for s in SETTINGS for r in read_sweeps(parts[s.name], s)]
+    sweeps = results / "sweeps.csv"
+    write_sweeps(sweeps, rows)
+    fit_cmd = ["scaleadvise", "fit", str(sweeps), "--group-by", "param,setting", "--json",
+               "--plot", str(results / "fit.png")]
+    commands.append(shlex.join(fit_cmd))
+    fit = json.loads(run_cmd(fit_cmd, None))
+    (results / "fit.json").write_text(json.dumps(fit, indent=1) + "\n")
+    wall = time.perf_counter() - t_start
+    info["load_average_end"] = list(os.getloadavg())
+    summary = summarize(fit, args.scale, scale, {
+        "machine": info, "device": args.device, "jobs": args.jobs, "wall_time_s": round(wall, 1),
+        "corpus": {**corpus, "path": os.path.relpath(corpus["path"], HERE)}, "unigram_entropy_nats": h_unigram,
+        "runs": len(rows), "commands": [c.replace(str(HERE) + "/", "") for c in commands],
+        "warnings": fit["warnings"]})
+    (results / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    from plot import plot_transfer  # examples/transfer/plot.py (the script's folder is on sys.path)
+    plot_transfer(rows, summary, results / "transfer.png")
+
+    say(f"\n{'setting':14s} {'k (lr* ~ n^k)':>14s} {'95% interval':>18s} {'paper':>7s}  verdict")
+    for name, s in summary["settings"].items():
+        ci = s["lr_exponent_ci"]
+        ci_text = "none" if ci is None or None in ci else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+        k = "none" if s["lr_exponent"] is None else f"{s['lr_exponent']:+.2f}"
+        say(f"{name:14s} {k:>14s} {ci_text:>18s} {s['paper']:+7.2f}  {s['verdict']}")
+    for w in fit["warnings"]:
+        say(f"warning: {w}")
+    say(f"wall time {wall / 60:.1f} min; results in {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
