@@ -157,8 +157,12 @@ def lr_exponents(param: str, optim: str, alignment) -> dict:
     sol = max_stable_lr_exponents(p.a, p.b, optim, alignment)
     # u-muP's down-scaled input LR (parameterizations.py) sits on top of the maximal one.
     c = {t: sol.c[t] + p.c_offset.get(t, 0.0) for t in sol.c}
+    al = alignment.as_dict()
     return {
-        "alignment": alignment.as_dict(),
+        "alignment": al,
+        # The same alignment as a `prescribe --alignment` value (hidden, then readout).
+        "alignment_flag": ",".join(f"{al[k]:.3g}" for k in ("alpha", "omega", "u", "alpha_readout",
+                                                            "omega_readout", "u_readout")),
         "c": c,
         "stable": sol.stable,
         "feature_learning": sol.feature_learning,

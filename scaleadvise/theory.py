@@ -145,7 +145,9 @@ NAMED_ALIGNMENTS = {"full": FULL, "none": NONE, "yang-hu": YANG_HU, "tp": YANG_H
 
 
 def parse_alignment(text: str | Alignment, omega_readout: float | None = None) -> Alignment:
-    """Parse ``full``, ``none``, ``yang-hu`` or ``ALPHA,OMEGA,U`` (each in [0, 1])."""
+    """Parse ``full``, ``none``, ``yang-hu``, ``ALPHA,OMEGA,U`` (every layer l >= 2) or six
+    numbers ``ALPHA,OMEGA,U,ALPHA_R,OMEGA_R,U_R`` (hidden, then readout: measurements
+    differ by layer type, Figure 2, and `scaleadvise align` prints them in this form)."""
     if isinstance(text, Alignment):
         base = text
     else:
@@ -154,15 +156,16 @@ def parse_alignment(text: str | Alignment, omega_readout: float | None = None) -
             base = NAMED_ALIGNMENTS[key]
         else:
             parts = [p.strip() for p in key.split(",")]
-            if len(parts) != 3:
+            if len(parts) not in (3, 6):
                 raise UserError(
-                    f"--alignment: expected full, none, yang-hu or ALPHA,OMEGA,U (three numbers), got {text!r}"
+                    "--alignment: expected full, none, yang-hu, ALPHA,OMEGA,U or ALPHA,OMEGA,U,ALPHA_R,OMEGA_R,U_R "
+                    f"(three or six numbers), got {text!r}"
                 )
             try:
-                alpha, omega, u = (float(p) for p in parts)
+                values = [float(p) for p in parts]
             except ValueError:
-                raise UserError(f"--alignment: {text!r} is not three numbers ALPHA,OMEGA,U") from None
-            base = Alignment(alpha=alpha, omega=omega, u=u)
+                raise UserError(f"--alignment: {text!r} is not {len(parts)} numbers") from None
+            base = Alignment(*values)
     if omega_readout is not None:
         base = Alignment(base.alpha, base.omega, base.u, base.alpha_readout, omega_readout, base.u_readout)
     for name, value in base.as_dict().items():

@@ -120,6 +120,22 @@ def test_json_report(cli, tmp_path):
     assert "max(alpha_l, u_l" in doc["mapping"]
 
 
+def test_alignment_flag_closes_the_loop_to_prescribe(cli, tmp_path):
+    """The `--alignment` value `align` prints, fed to `prescribe`, gives back the exponents
+    `align` derived from the measurements (hidden and readout differ: six numbers)."""
+    path = write_alignment(tmp_path / "alignment.csv", series(), widths=(512, 1024))
+    code, out, err = cli("align", str(path), "--param", "mup", "--optim", "adam", "--json")
+    assert code == 0, err
+    peak = json.loads(out)["lr_exponents"]["measured_peak"]
+    assert peak["alignment_flag"] == "0.7,0.5,0.7,0.95,0.5,0.95"
+    code, out, err = cli("prescribe", "--param", "mup", "--optim", "adam", "--alignment", peak["alignment_flag"],
+                         "--json", "--no-tensors")
+    assert code == 0, err
+    layers = json.loads(out)["layers"]
+    assert {k: layers[k]["c"] for k in peak["c"]} == pytest.approx(peak["c"])
+    assert layers["readout"]["c"] == pytest.approx(0.45)  # alpha_readout - 1/2, not the hidden 0.7 - 1/2
+
+
 def test_human_output_and_plot(cli, tmp_path):
     path = write_alignment(tmp_path / "alignment.csv", series(), widths=(512, 1024))
     png = tmp_path / "align.png"

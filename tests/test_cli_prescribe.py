@@ -77,6 +77,8 @@ def test_presets_command(cli):
     (["prescribe", "--width", "12.5"], "--width"),
     (["prescribe", "--width", "1000"], "not divisible by the head dimension"),
     (["prescribe", "--alignment", "0.5,x,1"], "--alignment"),
+    (["prescribe", "--alignment", "1,0.5,1,1"], "three or six numbers), got '1,0.5,1,1'"),
+    (["prescribe", "--alignment", "1,0.5,1,1.2,0.5,1"], "alpha_readout = 1.2 is outside [0, 1]"),
     (["prescribe", "--omega-readout", "2"], "omega_readout = 2 is outside [0, 1]"),
     (["prescribe", "--model", "missing.yaml"], "missing.yaml: no such file"),
     (["prescribe", "--eps", "tiny"], "--eps"),

@@ -105,6 +105,10 @@ def _render(report: dict) -> None:
                   *(f"{power(round(e['c'][k], 3))} (c={e['c'][k]:.3g})" for k in ("embedding", "hidden", "readout")),
                   f"{'yes' if e['stable'] else 'no'}, {'yes' if e['feature_learning'] else 'no'}")
     console.print(c)
+    flag = lr["measured_mean"]["alignment_flag"]
+    console.print(f"prescribe with the measured mean: [bold]scaleadvise prescribe --param {report['parameterization']} "
+                  f"--optim {report['optimizer']} --alignment {flag}[/bold] (the peak is the conservative choice: "
+                  f"--alignment {lr['measured_peak']['alignment_flag']})")
     console.print(f"[dim]mapping: {report['mapping']}[/dim]")
     for note in report["notes"]:
         console.print(f"[dim]note: {note}[/dim]")

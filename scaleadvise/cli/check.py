@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from scaleadvise.cli.app import app
-from scaleadvise.cli.common import ALIGN_HELP, OMEGA_READOUT_HELP, OPTIM_HELP, PARAM_HELP, power
+from scaleadvise.cli.common import ALIGN_HELP, OMEGA_READOUT_HELP, OPTIM_HELP, PARAM_HELP, alignment_text, power
 from scaleadvise.cli.render import console, print_json
 
 CHECK_EXAMPLES = """
@@ -67,8 +67,7 @@ def check(
     if json_out:
         print_json(doc)
         return
-    table = Table(title=f"Constraints ({v.family.value} family, alpha={al.alpha:g} omega={al.omega:g} u={al.u:g}, "
-                        f"omega_readout={al.at('readout')[1]:g})")
+    table = Table(title=f"Constraints ({v.family.value} family, {alignment_text(al.as_dict())})")
     for col in ("layer", "constraint", "value", "holds"):
         table.add_column(col)
     for k in v.constraints:

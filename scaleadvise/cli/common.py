@@ -5,7 +5,8 @@ import math
 PARAM_HELP = "Parameterization: stp, ntk, mup, mfp, umup (aliases sp, ntp, ntp-na, mup-na, mean-field, u-mup), or custom."
 OPTIM_HELP = "Optimizer: sgd, adam, adamw, adam-atan2, adafactor, adam-ps."
 ALIGN_HELP = ("Alignment exponents: 'full' (alpha=u=1, omega=1/2), 'none' (all 1/2), 'yang-hu' "
-              "(full with omega_readout=1), or ALPHA,OMEGA,U measured values in [0, 1].")
+              "(full with omega_readout=1), ALPHA,OMEGA,U measured values in [0, 1], or six numbers: "
+              "hidden ALPHA,OMEGA,U then readout ALPHA_R,OMEGA_R,U_R (as `scaleadvise align` prints them).")
 OMEGA_READOUT_HELP = "Override omega on the readout layer (Yang & Hu assume 1; Table 1 assumes 1/2)."
 
 
@@ -29,3 +30,12 @@ def fmt(x: float | None) -> str:
     if x == 0:
         return "0"
     return f"{x:.4g}" if 1e-3 <= abs(x) < 1e4 else f"{x:.3g}"
+
+
+def alignment_text(al: dict) -> str:
+    """'alpha=1 omega=0.5 u=1 omega_readout=0.5', with the readout's alpha and u too when
+    they differ from the hidden layers' (six-number --alignment, `align` measurements)."""
+    text = f"alpha={al['alpha']:g} omega={al['omega']:g} u={al['u']:g}"
+    if (al["alpha_readout"], al["u_readout"]) != (al["alpha"], al["u"]):
+        return text + f"; readout alpha={al['alpha_readout']:g} omega={al['omega_readout']:g} u={al['u_readout']:g}"
+    return text + f" omega_readout={al['omega_readout']:g}"

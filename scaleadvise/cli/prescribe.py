@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from scaleadvise.cli.app import app
-from scaleadvise.cli.common import ALIGN_HELP, OMEGA_READOUT_HELP, OPTIM_HELP, PARAM_HELP, fmt, power
+from scaleadvise.cli.common import ALIGN_HELP, OMEGA_READOUT_HELP, OPTIM_HELP, PARAM_HELP, alignment_text, fmt, power
 from scaleadvise.cli.render import print_json, print_yaml
 
 if TYPE_CHECKING:  # rich's console and tables load only for human output, not for --json
@@ -116,8 +116,7 @@ def render(doc: dict, show_tensors: bool = True) -> None:
     console.print(
         f"[bold]{doc['parameterization']}[/] + [bold]{doc['optimizer']}[/] at width [bold]{doc['width']:,}[/] "
         f"(base {doc['base_width']:,}, base LR {fmt(doc['base_lr'])}); model {m['name']} "
-        f"({m['parameters']:,} parameters, depth {m['depth']}); alignment alpha={al['alpha']:g} "
-        f"omega={al['omega']:g} u={al['u']:g} omega_readout={al['omega_readout']:g}"
+        f"({m['parameters']:,} parameters, depth {m['depth']}); alignment {alignment_text(al)}"
     )
     table = Table(title="Per layer type (exponents as powers of n; values at the target width)")
     for col in ("layer", "mult ∝", "std ∝", "LR ∝", "grad ∝", "gamma", "multiplier", "init std", "LR", "eps"):
