@@ -6,6 +6,9 @@
 * ``parameterize(model, ...)``: apply a prescription to any ``nn.Module``;
   ``param_groups`` rebuilds the optimizer groups after FSDP sharding;
   ``plain_state_dict`` exports the effective weights under ordinary keys.
+* ``scaleadvise.torch.coord_check``: the coordinate check (activation RMS and its
+  change vs width after a few steps) beside the slopes the theory derives for a
+  prescription; `examples/coord_check` plots it for every parameterization.
 """
 
 from scaleadvise.torch.optim import AdamAtan2, AdamPS
