@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import torch
 from scaleadvise.corpus import build_corpus
 from scaleadvise.templates.data import batch_offsets, gather_batch
 from scaleadvise.torch.coord_check import coord_check, expected_slopes, slope
+from scaleadvise.provenance import machine
 
 HERE = Path(__file__).resolve().parent
 PARAMS = ("stp", "ntk", "mup", "mfp", "umup")
@@ -74,17 +74,6 @@ def prescription(param: str, args: argparse.Namespace, base_width: int) -> dict:
            "--depth", str(args.depth), "--head-dim", str(args.head_dim), "--context", str(args.context),
            "--vocab", "256", "--json"]
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(),
-            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform()}
 
 
 def tune_base_lr(pres: dict, width: int, grid: list[float], batches, probe) -> tuple[float, dict]:

@@ -39,12 +39,13 @@ import csv
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from scaleadvise.provenance import machine
 
 HERE = Path(__file__).resolve().parent
 # A small NanoDO (C.1): 2 blocks, head_dim 16, context 32, bytes. Width = heads × 16.
@@ -210,19 +211,6 @@ def observe(losses: dict, widths: list[int], seeds: list[int]) -> dict:
         n_obs, how = crossing(widths, excess)
         obs[ref] = {"width": n_obs, "how": how, "excess": excess}
     return {"per_width": rows, "observed": obs}
-
-
-def machine() -> dict:
-    import torch
-
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform()}
 
 
 def sqrt_v_by_width(grads: Path) -> dict[str, dict[int, float]]:

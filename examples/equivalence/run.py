@@ -34,13 +34,14 @@ import csv
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from scaleadvise.provenance import machine
 
 HERE = Path(__file__).resolve().parent
 PAIRS = (("stp", "ntk"), ("mup", "mfp"))
@@ -171,18 +172,6 @@ def train_in_process(pres_path: Path, corpus: Path, width: int, dtype: str, args
         torch.set_default_dtype(before)
 
 
-def machine() -> dict:
-    import torch
-
-    cpu = platform.processor() or ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": 1, "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform()}
-
-
 def plot(rows: list[dict], curves: dict, path: Path, floor: float) -> None:
     import matplotlib
 
@@ -304,7 +293,7 @@ def main() -> None:
         for (a, label, w), (la, lb) in curves.items():
             f.writelines(f"{a},{label},{w},{i + 1},{x!r},{y!r}\n" for i, (x, y) in enumerate(zip(la, lb)))
     meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "wall_s": round(wall, 1),
-            "machine": machine(), "corpus": corpus, "settings": vars(args) | {"context": 64, "depth": 2,
+            "machine": machine(torch_threads=1), "corpus": corpus, "settings": vars(args) | {"context": 64, "depth": 2,
                                                                                "head_dim": 32, "vocab": 256},
             "equiv": equiv_docs, "results": rows, "precision": precision}
     (out / "results.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")

@@ -35,11 +35,9 @@ import argparse
 import concurrent.futures
 import csv
 import dataclasses
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -48,6 +46,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from scaleadvise.provenance import machine
 
 HERE = Path(__file__).resolve().parent
 VOCAB = 256  # byte-level tokens
@@ -223,17 +223,6 @@ def unigram_entropy(path: Path) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": importlib.metadata.version("torch"),
-            "python": platform.python_version(), "platform": platform.platform(),
-            "load_average_start": list(os.getloadavg())}
-
-
 def summarize(fit: dict, scale_name: str, scale: Scale, extra: dict) -> dict:
     by_key = {(g["key"].get("param"), g["key"].get("setting")): g for g in fit["groups"]}
     out = {}
@@ -268,7 +257,7 @@ def main() -> int:
     args.work = Path(args.work or HERE / "work" / args.scale)
     results = Path(args.results or HERE / "results" / args.scale)
     args.work.mkdir(parents=True, exist_ok=True)
-    t_start, info = time.perf_counter(), machine()
+    t_start, info = time.perf_counter(), machine(load_average_start=list(os.getloadavg()))
 
     from scaleadvise.corpus import build_corpus
     corpus = build_corpus(args.work / "corpus.txt", int(scale.corpus_mb * (1 << 20)))
