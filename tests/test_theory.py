@@ -4,8 +4,9 @@ import pytest
 
 from scaleadvise.errors import UserError
 from scaleadvise.parameterizations import get_parameterization
+from scaleadvise.symmetry import abc_shift, equivalence_theta
 from scaleadvise.theory import (
-    FULL, NONE, YANG_HU, Alignment, abc_shift, equivalence_theta, evaluate, gradient_exponents,
+    FULL, NONE, YANG_HU, Alignment, evaluate, gradient_exponents,
     max_stable_lr_exponents, optimizer_family, parse_alignment,
 )
 

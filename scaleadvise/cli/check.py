@@ -113,7 +113,8 @@ def equiv(
     """
     from scaleadvise.errors import UserError
     from scaleadvise.parameterizations import custom_parameterization, get_parameterization, parse_triple
-    from scaleadvise.theory import LAYER_TYPES, LR_SHIFT, abc_shift, equivalence_theta, max_stable_lr_exponents, optimizer_family, parse_alignment
+    from scaleadvise.symmetry import abc_shift, equivalence_theta
+    from scaleadvise.theory import LAYER_TYPES, LR_SHIFT, max_stable_lr_exponents, optimizer_family, parse_alignment
 
     al = parse_alignment(alignment, omega_readout)
     src = get_parameterization(param)
