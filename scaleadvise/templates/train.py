@@ -482,7 +482,12 @@ def run(argv: list[str] | None = None, prescription: dict | None = None) -> int:
 def main(argv: list[str] | None = None, prescription: dict | None = None) -> int:
     """Exit status: 0 done, 1 the loss diverged, 2 bad input (one line on stderr)."""
     try:
-        return run(argv, prescription)
+        code = run(argv, prescription)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Every rank finished before any tears gloo down: a rank that destroys the
+            # group while its peer still drains the last collective aborts that peer.
+            torch.distributed.barrier()
+        return code
     except BadInput as e:
         prog = os.path.basename(sys.argv[0]) or "train.py"
         sys.stderr.write(f"{prog}: error: {' '.join(str(e).split())}\n")
