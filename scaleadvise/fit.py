@@ -86,6 +86,7 @@ def load_runs(path: str, opts: FitOptions) -> tuple[Runs, list[str], list[str], 
     frame = table.frame
     warnings: list[str] = []
     groups = _group_columns(table, opts.group_by)
+    warnings += _mixed_columns(table, groups)
     info = {"rows": len(frame), "columns": table.mapping}
     width, lr, loss = (frame[c].to_numpy(float) for c in ("width", "lr", "loss"))
     gcode = np.zeros(len(frame), dtype=np.int64)
@@ -165,6 +166,19 @@ def _group_columns(table, group_by: tuple[str, ...] | None) -> list[str]:
         if key not in lower:
             raise UserError(f"--group-by: column {name!r} not in {table.path}; columns found: {list(table.frame.columns)}")
         out.append(lower[key])
+    return out
+
+
+def _mixed_columns(table, groups: list[str]) -> list[str]:
+    """A naming column (param, optim, ...) that varies but is left out of an explicit
+    --group-by pools different experiments into one sweep: say so, it is rarely meant."""
+    out = []
+    for col in table.extra_columns:
+        values = table.frame[col]
+        if col.lower() in AUTO_GROUP_COLUMNS and col not in groups and values.nunique(dropna=False) > 1:
+            shown = ", ".join(sorted(map(str, values.unique()))[:5])
+            out.append(f"column {col!r} takes {values.nunique(dropna=False)} values ({shown}) but is not in "
+                       f"--group-by: their runs are fitted as one sweep; add it to --group-by to separate them")
     return out
 
 

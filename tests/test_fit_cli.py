@@ -73,6 +73,20 @@ def test_group_by_theory_and_plot(cli, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
 
 
+def test_group_by_leaving_out_a_varying_column_warns(cli, tmp_path):
+    a = synthetic_sweep(WIDTHS, LRS, k=-1.0, lr0=2.0**-6, noise=0.002, seeds=1).assign(param="stp", optim="adam")
+    b = synthetic_sweep(WIDTHS, LRS, k=0.0, lr0=2.0**-9, noise=0.002, seeds=1).assign(param="mup", optim="adam")
+    path = tmp_path / "two.csv"
+    pd.concat([a, b]).to_csv(path, index=False)
+    code, out, err = cli("fit", str(path), "--group-by", "optim", "--json", "--bootstrap", "0")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert len(doc["groups"]) == 1 and doc["groups"][0]["runs"] == len(a) + len(b)  # pooled, as asked
+    assert any("column 'param' takes 2 values (mup, stp) but is not in --group-by" in w for w in doc["warnings"])
+    _, out, _ = cli("fit", str(path), "--json", "--bootstrap", "0")  # default grouping separates them
+    assert len(json.loads(out)["groups"]) == 2 and not any("--group-by" in w for w in json.loads(out)["warnings"])
+
+
 def test_plot_without_matplotlib_is_a_clear_error(cli, sweep, tmp_path, monkeypatch):
     import sys
 
