@@ -8,7 +8,9 @@ import typer
 from rich.table import Table
 
 from scaleadvise.cli.app import app
-from scaleadvise.cli.common import ALIGN_HELP, OPTIM_HELP, PARAM_HELP, power
+from scaleadvise.cli.common import (
+    ALIGN_HELP, OPTIM_HELP, PARAM_HELP, LayerColOpt, power, StepColOpt, WidthColOpt,
+)
 from scaleadvise.cli.epsilon import check_plot_path, save_figure
 from scaleadvise.cli.render import console, print_json
 
@@ -35,9 +37,9 @@ def align(
     tolerance: float = typer.Option(0.1, "--tolerance", help="A within this of 1 supports full, of 0.5 supports none alignment."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG like the paper's Figure 2: A vs step, panels per layer type."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
-    width_col: Optional[str] = typer.Option(None, "--width-col", help="Column holding the width."),
-    layer_col: Optional[str] = typer.Option(None, "--layer-col", help="Column holding the layer/tensor name."),
-    step_col: Optional[str] = typer.Option(None, "--step-col", help="Column holding the training step."),
+    width_col: WidthColOpt = None,
+    layer_col: LayerColOpt = None,
+    step_col: StepColOpt = None,
     log_alignment_col: Optional[str] = typer.Option(None, "--log-alignment-col", help="Column holding A."),
 ) -> None:
     """Summarize log alignment ratios per layer and give the LR exponents they imply.

@@ -6,7 +6,9 @@ import typer
 from rich.table import Table
 
 from scaleadvise.cli.app import app
-from scaleadvise.cli.common import ALIGN_HELP, OMEGA_READOUT_HELP, OPTIM_HELP, PARAM_HELP, alignment_text, power
+from scaleadvise.cli.common import (
+    OPTIM_HELP, PARAM_HELP, alignment_text, AlignmentOpt, OmegaReadoutOpt, power,
+)
 from scaleadvise.cli.render import console, print_json
 
 CHECK_EXAMPLES = """
@@ -42,8 +44,8 @@ def check(
     b: Annotated[str, typer.Option("--b", help="Init exponents EMB,HIDDEN,READOUT (std n^-b).")],
     c: Annotated[str, typer.Option("--c", help="LR exponents EMB,HIDDEN,READOUT (LR n^-c).")],
     optim: Annotated[str, typer.Option("--optim", "-o", help=OPTIM_HELP)] = "adam",
-    alignment: Annotated[str, typer.Option(help=ALIGN_HELP)] = "full",
-    omega_readout: Annotated[Optional[float], typer.Option(help=OMEGA_READOUT_HELP)] = None,
+    alignment: AlignmentOpt = "full",
+    omega_readout: OmegaReadoutOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
 ) -> None:
     """Check an (a, b, c) against every constraint of Table 2 / B1 and say what breaks."""
@@ -89,8 +91,8 @@ def equiv(
     optim: Annotated[str, typer.Option("--optim", "-o", help=OPTIM_HELP)] = "adam",
     to_form: Annotated[Optional[str], typer.Option(help="A parameterization to express --param in, or 'alpha1' (multipliers 1, the cheat sheet's form) or 'unit-init' (b = 0).")] = None,
     theta: Annotated[Optional[str], typer.Option(help="Shift by theta per layer type, EMB,HIDDEN,READOUT (a += θ, b -= θ).")] = None,
-    alignment: Annotated[str, typer.Option(help=ALIGN_HELP)] = "full",
-    omega_readout: Annotated[Optional[float], typer.Option(help=OMEGA_READOUT_HELP)] = None,
+    alignment: AlignmentOpt = "full",
+    omega_readout: OmegaReadoutOpt = None,
     width: Annotated[Optional[int], typer.Option("--width", "-w", help="Also give the target's absolute constants at this width: the gammas (and init stds) that make it the *same* network as --param with --base-lr/--constants.")] = None,
     base_width: Annotated[int, typer.Option(help="Base width b of both prescriptions (lr = base_lr·γ·(n/b)^-c).")] = 1024,
     base_lr: Annotated[float, typer.Option(help="Base LR of --param (the target keeps it; its γ absorbs the shift).")] = 1e-3,

@@ -1,6 +1,9 @@
 """Options and small renderers shared by several commands."""
 
 import math
+from typing import Annotated, Optional
+
+import typer
 
 PARAM_HELP = "Parameterization: stp, ntk, mup, mfp, umup (aliases sp, ntp, ntp-na, mup-na, mean-field, u-mup), or custom."
 OPTIM_HELP = "Optimizer: sgd, adam, adamw, adam-atan2, adafactor, adam-ps."
@@ -8,6 +11,21 @@ ALIGN_HELP = ("Alignment exponents: 'full' (alpha=u=1, omega=1/2), 'none' (all 1
               "(full with omega_readout=1), ALPHA,OMEGA,U measured values in [0, 1], or six numbers: "
               "hidden ALPHA,OMEGA,U then readout ALPHA_R,OMEGA_R,U_R (as `scaleadvise align` prints them).")
 OMEGA_READOUT_HELP = "Override omega on the readout layer (Yang & Hu assume 1; Table 1 assumes 1/2)."
+
+# Options that mean the same in every command that takes them (one declaration each).
+AlignmentOpt = Annotated[str, typer.Option("--alignment", help=ALIGN_HELP)]
+OmegaReadoutOpt = Annotated[Optional[float], typer.Option("--omega-readout", help=OMEGA_READOUT_HELP)]
+BaseWidthOpt = Annotated[int, typer.Option("--base-width", help="Base width b where base_lr and gamma were tuned (§4.2.1).")]
+BaseLrOpt = Annotated[float, typer.Option("--base-lr", help="Learning rate at the base width (beta_n of C.4).")]
+ConstantsOpt = Annotated[str, typer.Option(
+    "--constants", help="Per-layer LR constants gamma: default (all 1), paper (Table C3), or a YAML file.")]
+EpsOpt = Annotated[Optional[str], typer.Option(
+    "--eps", help="Adam epsilon: a number, or 'per-layer' (eps_l = base_eps (n/b)^-g_l, §4.3). Default: Table C2.")]
+BaseEpsOpt = Annotated[Optional[float], typer.Option("--base-eps", help="With --eps per-layer: epsilon at the base width.")]
+# Column overrides of the tables fit, epsilon and align read.
+WidthColOpt = Annotated[Optional[str], typer.Option("--width-col", help="Column holding the width.")]
+LayerColOpt = Annotated[Optional[str], typer.Option("--layer-col", help="Column holding the layer/tensor name.")]
+StepColOpt = Annotated[Optional[str], typer.Option("--step-col", help="Column holding the training step.")]
 
 
 def power(x: float, var: str = "n") -> str:

@@ -7,7 +7,9 @@ import typer
 from rich.table import Table
 
 from scaleadvise.cli.app import app
-from scaleadvise.cli.common import ALIGN_HELP, OMEGA_READOUT_HELP, PARAM_HELP, fmt
+from scaleadvise.cli.common import (
+    PARAM_HELP, AlignmentOpt, BaseEpsOpt, BaseLrOpt, BaseWidthOpt, ConstantsOpt, EpsOpt, fmt, OmegaReadoutOpt,
+)
 from scaleadvise.cli.render import console, err_console, print_json
 
 SCRIPT_OPTIMIZERS = ("adam", "adamw", "adam-atan2", "sgd", "adam-ps")
@@ -59,13 +61,13 @@ def emit_train(
     head_dim: Annotated[Optional[int], typer.Option(help="Head dimension (paper: 128); default 128.")] = None,
     context: Annotated[int, typer.Option(help="Context length (paper: 512).")] = 512,
     vocab: Annotated[int, typer.Option(help="Vocabulary size (paper: 32101).")] = 32101,
-    base_width: Annotated[int, typer.Option(help="Base width b where base_lr and gamma were tuned (§4.2.1).")] = 1024,
-    base_lr: Annotated[float, typer.Option(help="Learning rate at the base width (beta_n of C.4).")] = 1e-3,
-    alignment: Annotated[str, typer.Option(help=ALIGN_HELP)] = "full",
-    omega_readout: Annotated[Optional[float], typer.Option(help=OMEGA_READOUT_HELP)] = None,
-    constants: Annotated[str, typer.Option(help="Per-layer LR constants gamma: default (all 1), paper (Table C3), or a YAML file.")] = "default",
-    eps: Annotated[Optional[str], typer.Option(help="Adam epsilon: a number, or 'per-layer' (§4.3). Default: Table C2.")] = None,
-    base_eps: Annotated[Optional[float], typer.Option(help="With --eps per-layer: epsilon at the base width.")] = None,
+    base_width: BaseWidthOpt = 1024,
+    base_lr: BaseLrOpt = 1e-3,
+    alignment: AlignmentOpt = "full",
+    omega_readout: OmegaReadoutOpt = None,
+    constants: ConstantsOpt = "default",
+    eps: EpsOpt = None,
+    base_eps: BaseEpsOpt = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Model: nanodo (the paper's Transformer, C.1) is the one the script trains.")] = "nanodo",
     output: Annotated[str, typer.Option("--output", "-o", help="Script path to write ('-': stdout).")] = "train.py",
     json_out: Annotated[bool, typer.Option("--json", help="Print {output, command, prescription} as JSON.")] = False,

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from scaleadvise.cli.app import app
-from scaleadvise.cli.common import OPTIM_HELP, PARAM_HELP, fmt
+from scaleadvise.cli.common import OPTIM_HELP, PARAM_HELP, fmt, LayerColOpt, WidthColOpt
 from scaleadvise.cli.render import console, print_json
 
 EPILOG = """\b
@@ -89,8 +89,8 @@ def epsilon(
     confidence: float = typer.Option(0.95, "--confidence", help="Level of the interval on the measured exponent."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG: gradient scale vs width with the eps lines and crossings."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
-    width_col: Optional[str] = typer.Option(None, "--width-col", help="Column holding the width."),
-    layer_col: Optional[str] = typer.Option(None, "--layer-col", help="Column holding the layer/tensor name."),
+    width_col: WidthColOpt = None,
+    layer_col: LayerColOpt = None,
     grad_rms_col: Optional[str] = typer.Option(None, "--grad-rms-col", help="Column holding the gradient RMS."),
     sqrt_v_rms_col: Optional[str] = typer.Option(None, "--sqrt-v-rms-col", help="Column holding the RMS of sqrt(v)."),
 ) -> None:

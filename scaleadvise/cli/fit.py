@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from scaleadvise.cli.app import app
+from scaleadvise.cli.common import StepColOpt, WidthColOpt
 from scaleadvise.cli.render import console, err_console, print_json
 
 EPILOG = """\b
@@ -121,11 +122,11 @@ def fit_command(
     optim: Optional[str] = typer.Option(None, "--optim", help="Optimizer the sweep used (sgd, adam, adafactor, ...)."),
     setting: Optional[str] = typer.Option(None, "--setting", help="global, per-layer-full or per-layer-none: which "
                                           "LR exponents the swept base LR was multiplied by."),
-    width_col: Optional[str] = typer.Option(None, "--width-col", help="Column holding the width."),
+    width_col: WidthColOpt = None,
     lr_col: Optional[str] = typer.Option(None, "--lr-col", help="Column holding the (base) learning rate."),
     loss_col: Optional[str] = typer.Option(None, "--loss-col", help="Column holding the eval loss."),
     seed_col: Optional[str] = typer.Option(None, "--seed-col", help="Column identifying the seed of a run."),
-    step_col: Optional[str] = typer.Option(None, "--step-col", help="Column holding the training step."),
+    step_col: StepColOpt = None,
     step: Optional[int] = typer.Option(None, "--step", min=0, help="Compare runs at this step (each run's last "
                                        "logged step at or before it) instead of their final step."),
     transfer_tol: float = typer.Option(0.1, "--transfer-tol", min=0.0, help="Transfer holds when the interval for "

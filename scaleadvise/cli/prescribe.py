@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from scaleadvise.cli.app import app
-from scaleadvise.cli.common import ALIGN_HELP, OMEGA_READOUT_HELP, OPTIM_HELP, PARAM_HELP, alignment_text, fmt, power
+from scaleadvise.cli.common import (
+    OPTIM_HELP, PARAM_HELP, alignment_text, AlignmentOpt, BaseEpsOpt, BaseLrOpt, BaseWidthOpt, ConstantsOpt, EpsOpt, fmt, OmegaReadoutOpt, power,
+)
 from scaleadvise.cli.render import print_json, print_yaml
 
 if TYPE_CHECKING:  # rich's console and tables load only for human output, not for --json
@@ -46,13 +48,13 @@ def prescribe(
     param: Annotated[str, typer.Option("--param", "-p", help=PARAM_HELP)] = "stp",
     optim: Annotated[str, typer.Option("--optim", "-o", help=OPTIM_HELP)] = "adam",
     width: Annotated[int, typer.Option("--width", "-w", help="Target width n (d_model).")] = 16384,
-    base_width: Annotated[int, typer.Option(help="Base width b where base_lr and gamma were tuned (§4.2.1).")] = 1024,
-    base_lr: Annotated[float, typer.Option(help="Learning rate at the base width (beta_n of C.4).")] = 1e-3,
-    alignment: Annotated[str, typer.Option(help=ALIGN_HELP)] = "full",
-    omega_readout: Annotated[Optional[float], typer.Option(help=OMEGA_READOUT_HELP)] = None,
-    constants: Annotated[str, typer.Option(help="Per-layer LR constants gamma: default (all 1), paper (Table C3), or a YAML file.")] = "default",
-    eps: Annotated[Optional[str], typer.Option(help="Adam epsilon: a number, or 'per-layer' (eps_l = base_eps (n/b)^-g_l, §4.3). Default: Table C2.")] = None,
-    base_eps: Annotated[Optional[float], typer.Option(help="With --eps per-layer: epsilon at the base width.")] = None,
+    base_width: BaseWidthOpt = 1024,
+    base_lr: BaseLrOpt = 1e-3,
+    alignment: AlignmentOpt = "full",
+    omega_readout: OmegaReadoutOpt = None,
+    constants: ConstantsOpt = "default",
+    eps: EpsOpt = None,
+    base_eps: BaseEpsOpt = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Model preset (nanodo, gpt2, llama, mlp) or a YAML file.")] = "nanodo",
     depth: Annotated[Optional[int], typer.Option(help="Override the model's depth.")] = None,
     heads: Annotated[Optional[int], typer.Option(help="Number of heads (sets head_dim = width / heads).")] = None,
