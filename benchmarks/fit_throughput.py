@@ -28,8 +28,8 @@ import pandas as pd
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from scaleadvise.fit import FitOptions, fit_sweep  # noqa: E402
-from scaleadvise.fit_synth import synthetic_sweep  # noqa: E402
+from scaleadvise.analysis.fit import FitOptions, fit_sweep  # noqa: E402
+from scaleadvise.analysis.fit_synth import synthetic_sweep  # noqa: E402
 
 WIDTHS = np.round(128 * 2.0 ** (np.arange(20) * 0.35)).astype(int)  # 128 .. ~13k
 LRS = 2.0 ** np.arange(-22.0, 3.0, 0.5)  # 50 LRs

@@ -21,8 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from scaleadvise.emit import emit_script
-from scaleadvise.prescribe import PrescribeRequest, prescribe
+from scaleadvise.script.emit import emit_script
+from scaleadvise.core.prescribe import PrescribeRequest, prescribe
 
 
 def run_script(script: Path, out: Path, args: argparse.Namespace, plain: bool) -> tuple[float, float | None]:

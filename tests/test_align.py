@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaleadvise import align as A
-from scaleadvise.parameterizations import get_parameterization
-from scaleadvise.theory import FULL, NONE, max_stable_lr_exponents
+from scaleadvise.analysis import align as A
+from scaleadvise.core.parameterizations import get_parameterization
+from scaleadvise.core.theory import FULL, NONE, max_stable_lr_exponents
 
 
 def write_alignment(path, series, widths=(1024,)):

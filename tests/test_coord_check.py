@@ -9,10 +9,10 @@ np = pytest.importorskip("numpy")
 
 from scaleadvise.corpus import build_corpus  # noqa: E402
 from scaleadvise.errors import UserError  # noqa: E402
-from scaleadvise.prescribe import PrescribeRequest, prescribe  # noqa: E402
-from scaleadvise.templates.data import batch_offsets, gather_batch  # noqa: E402
-from scaleadvise.templates.nanodo import plain_prescription  # noqa: E402
-from scaleadvise.theory import evaluate  # noqa: E402
+from scaleadvise.core.prescribe import PrescribeRequest, prescribe  # noqa: E402
+from scaleadvise.script.template.data import batch_offsets, gather_batch  # noqa: E402
+from scaleadvise.script.template.nanodo import plain_prescription  # noqa: E402
+from scaleadvise.core.theory import evaluate  # noqa: E402
 from scaleadvise.torch.coord_check import (_matmul_r, coord_check, expected_slopes, nanodo_coordinates,  # noqa: E402
                                            slope, spread)
 

@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from scaleadvise.emit import check_bundle, emit_script, strip_dropped  # noqa: E402
+from scaleadvise.script.emit import check_bundle, emit_script, strip_dropped  # noqa: E402
 
 PARAMS = ("stp", "ntk", "mup", "mfp", "umup")
 OPTIMS = ("adam", "adamw", "adam-atan2", "sgd", "adam-ps")
@@ -161,7 +161,7 @@ def test_bundle_checks():
     with pytest.raises(ValueError, match="__future__"):
         check_bundle([("a.py", "from __future__ import annotations\n")])
     with pytest.raises(ValueError, match="imports scaleadvise"):
-        check_bundle([("a.py", "import scaleadvise.theory\n")])
+        check_bundle([("a.py", "import scaleadvise.core.theory\n")])
     with pytest.raises(ValueError, match="also defined in a.py"):
         check_bundle([("a.py", "def f():\n    pass\n"), ("b.py", "f = 2\n")])
     pres = {"parameterization": "stp", "optimizer": "adam", "base_width": 1024, "base_lr": 1e-3,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaleadvise import epsilon as E
+from scaleadvise.analysis import epsilon as E
 from scaleadvise.errors import UserError
 
 BASE = 1024.0

@@ -72,7 +72,7 @@ def _prescriptions(cli, root, optim: str, model: str = "model.yaml", a: str = "s
 def _losses(root, data, prescription: dict, name: str, eps: float | None = None) -> list[float]:
     import csv
 
-    from scaleadvise.templates.train import main
+    from scaleadvise.script.template.train import main
 
     out = root / name
     argv = ["--data", str(data), "--steps", str(STEPS), "--batch-size", "4", "--log-every", "1",

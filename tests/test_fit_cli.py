@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaleadvise.fit_synth import synthetic_sweep
+from scaleadvise.analysis.fit_synth import synthetic_sweep
 
 WIDTHS = [128, 256, 512, 1024]
 LRS = 2.0 ** np.arange(-16, -2, 0.5)

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaleadvise.fit_optima import bootstrap_grids, build_grid, locate_optima, refined_interval
-from scaleadvise.powerlaw import batched_slopes, fit_loss_law, fit_power_law, grid_offsets
+from scaleadvise.analysis.fit_optima import bootstrap_grids, build_grid, locate_optima, refined_interval
+from scaleadvise.analysis.powerlaw import batched_slopes, fit_loss_law, fit_power_law, grid_offsets
 
 
 # --------------------------------------------------------------------------- power laws

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaleadvise.fit import FitOptions, fit_sweep
-from scaleadvise.fit_optima import _blocks, build_grid, dense_codes
-from scaleadvise.fit_synth import synthetic_sweep
+from scaleadvise.analysis.fit import FitOptions, fit_sweep
+from scaleadvise.analysis.fit_optima import _blocks, build_grid, dense_codes
+from scaleadvise.analysis.fit_synth import synthetic_sweep
 
 WIDTHS = [128, 256, 512, 1024]
 LRS = 2.0 ** np.arange(-14.0, -3.0, 0.5)

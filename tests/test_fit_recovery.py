@@ -7,8 +7,8 @@ seed noise, and NaN (diverged) runs past a few octaves above the optimum.
 import numpy as np
 import pytest
 
-from scaleadvise.fit import FitOptions, fit_sweep, transfer_verdict
-from scaleadvise.fit_synth import optimal_lr, synthetic_sweep, true_max_stable_lr
+from scaleadvise.analysis.fit import FitOptions, fit_sweep, transfer_verdict
+from scaleadvise.analysis.fit_synth import optimal_lr, synthetic_sweep, true_max_stable_lr
 
 WIDTHS = [128, 256, 512, 1024, 2048, 4096]
 LRS = 2.0 ** np.arange(-20, 0, 0.5)

@@ -10,7 +10,7 @@ from torch import nn  # noqa: E402
 from torch.nn.utils import parametrize as P  # noqa: E402
 
 from scaleadvise.errors import UserError  # noqa: E402
-from scaleadvise.prescribe import PrescribeRequest, prescribe  # noqa: E402
+from scaleadvise.core.prescribe import PrescribeRequest, prescribe  # noqa: E402
 from scaleadvise.torch.parameterize import MARK, Multiplier, parameterize, plain_state_dict  # noqa: E402
 
 PARAMS = ("stp", "ntk", "mup", "mfp", "umup")

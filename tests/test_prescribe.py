@@ -5,8 +5,8 @@ import json
 import pytest
 
 from scaleadvise.errors import UserError
-from scaleadvise.model import expand, load_model, parameter_count
-from scaleadvise.prescribe import PrescribeRequest, prescribe
+from scaleadvise.core.model import expand, load_model, parameter_count
+from scaleadvise.core.prescribe import PrescribeRequest, prescribe
 
 # Table C1: (D, total parameters) for the NanoDO models of the paper.
 TABLE_C1 = [(128, 9_858_432), (256, 22_862_592), (512, 58_308_096), (768, 106_336_512),

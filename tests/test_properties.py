@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaleadvise.parameterizations import get_parameterization
-from scaleadvise.prescribe import PrescribeRequest, prescribe
-from scaleadvise.symmetry import abc_shift
-from scaleadvise.theory import LAYER_TYPES, Alignment, evaluate, max_stable_lr_exponents
+from scaleadvise.core.parameterizations import get_parameterization
+from scaleadvise.core.prescribe import PrescribeRequest, prescribe
+from scaleadvise.core.symmetry import abc_shift
+from scaleadvise.core.theory import LAYER_TYPES, Alignment, evaluate, max_stable_lr_exponents
 
 halves = st.integers(-4, 4).map(lambda k: k / 2)
 exps = st.fixed_dictionaries({t: halves for t in LAYER_TYPES})

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from scaleadvise.errors import UserError
-from scaleadvise.tables import Column, read_table
+from scaleadvise.analysis.tables import Column, read_table
 
 COLUMNS = (
     Column("width", ("d_model", "n_embd"), positive=True),

@@ -3,9 +3,9 @@
 import pytest
 
 from scaleadvise.errors import UserError
-from scaleadvise.parameterizations import get_parameterization
-from scaleadvise.symmetry import abc_shift, equivalence_theta
-from scaleadvise.theory import (
+from scaleadvise.core.parameterizations import get_parameterization
+from scaleadvise.core.symmetry import abc_shift, equivalence_theta
+from scaleadvise.core.theory import (
     FULL, NONE, YANG_HU, Alignment, evaluate, gradient_exponents,
     max_stable_lr_exponents, optimizer_family, parse_alignment,
 )

@@ -8,10 +8,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from scaleadvise.prescribe import PrescribeRequest, prescribe  # noqa: E402
-from scaleadvise.templates import train as T  # noqa: E402
-from scaleadvise.templates.nanodo import Dense  # noqa: E402
-from scaleadvise.templates.probes import log_alignment  # noqa: E402
+from scaleadvise.core.prescribe import PrescribeRequest, prescribe  # noqa: E402
+from scaleadvise.script.template import train as T  # noqa: E402
+from scaleadvise.script.template.nanodo import Dense  # noqa: E402
+from scaleadvise.script.template.probes import log_alignment  # noqa: E402
 
 TINY = dict(width=64, base_width=64, base_lr=1e-2, depth=2, head_dim=16, context=32, vocab=256)
 FAST = ["--device", "cpu", "--batch-size", "8", "--log-every", "1", "--eval-every", "10", "--eval-batches", "2"]
@@ -149,7 +149,7 @@ def test_lr_grid_and_schedule():
 
 
 def test_data_files(tmp_path):
-    from scaleadvise.templates.data import load_tokens
+    from scaleadvise.script.template.data import load_tokens
 
     rng = np.random.default_rng(0)
     train = rng.integers(0, 300, 5000).astype(np.uint16)
@@ -175,8 +175,8 @@ def _error(capsys, argv, pres) -> str:
 def test_eval_set_is_the_same_for_every_seed(tmp_path):
     """Seeds change the init and the training batches, never the held-out batches, so a
     sweep's seed-to-seed spread measures training noise only."""
-    from scaleadvise.templates.data import load_tokens
-    from scaleadvise.templates.dist import setup_distributed
+    from scaleadvise.script.template.data import load_tokens
+    from scaleadvise.script.template.dist import setup_distributed
 
     pres = tiny()
     args = T.build_parser().parse_args([*FAST, "--eval-batches", "3"])

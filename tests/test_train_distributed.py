@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from scaleadvise.prescribe import PrescribeRequest, prescribe  # noqa: E402
+from scaleadvise.core.prescribe import PrescribeRequest, prescribe  # noqa: E402
 
 COMMON = ["--device", "cpu", "--batch-size", "8", "--log-every", "1", "--eval-batches", "1",
           "--grads-every", "3", "--align-every", "0"]
@@ -36,13 +36,13 @@ def _port() -> int:
 
 
 def _single(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scaleadvise.templates.train", *args],
+    return subprocess.run([sys.executable, "-m", "scaleadvise.script.template.train", *args],
                           env=ENV, capture_output=True, text=True, timeout=300)
 
 
 def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master-port", str(_port()), "-m", "scaleadvise.templates.train", *args],
+                           "--master-port", str(_port()), "-m", "scaleadvise.script.template.train", *args],
                           env=ENV, capture_output=True, text=True, timeout=300)
 
 
@@ -88,7 +88,7 @@ def test_resume_after_sigkill_is_exact(tmp_path, pres_file):
     straight = _single([*args, "--out", str(tmp_path / "a")])
     assert straight.returncode == 0, straight.stderr
     out = tmp_path / "b"
-    proc = subprocess.Popen([sys.executable, "-m", "scaleadvise.templates.train", *args, "--out", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "scaleadvise.script.template.train", *args, "--out", str(out),
                              "--ckpt-every", "5"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from scaleadvise.corpus import build_corpus
-from scaleadvise.templates.data import batch_offsets, gather_batch
+from scaleadvise.script.template.data import batch_offsets, gather_batch
 from scaleadvise.torch.coord_check import coord_check, expected_slopes, slope
 from scaleadvise.provenance import machine
 

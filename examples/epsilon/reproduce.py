@@ -146,7 +146,7 @@ def tensor_counts() -> dict[str, tuple[float, float]]:
 
 def laws(report: dict) -> dict:
     """The per-tensor sqrt(v) laws the epsilon command used, rebuilt from its JSON."""
-    from scaleadvise.epsilon import GradientLaw
+    from scaleadvise.analysis.epsilon import GradientLaw
 
     t = report["target_width"]
     return {k: GradientLaw(g=L["g_used"], log_c=math.log(L["target"]["sqrt_v"]) + L["g_used"] * math.log(t))

@@ -140,9 +140,9 @@ def train_in_process(pres_path: Path, corpus: Path, width: int, dtype: str, args
     import torch
     import torch.nn.functional as F
 
-    from scaleadvise.templates.data import Batches, load_tokens
-    from scaleadvise.templates.nanodo import NanoDO, apply_prescription, model_dims, param_groups, resolve_model
-    from scaleadvise.templates.train import lr_factor, set_lr
+    from scaleadvise.script.template.data import Batches, load_tokens
+    from scaleadvise.script.template.nanodo import NanoDO, apply_prescription, model_dims, param_groups, resolve_model
+    from scaleadvise.script.template.train import lr_factor, set_lr
     from scaleadvise.torch.optim import AdamAtan2
 
     torch.set_num_threads(1)

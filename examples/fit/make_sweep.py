@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from scaleadvise.cli import main
-from scaleadvise.fit_synth import synthetic_sweep
+from scaleadvise.analysis.fit_synth import synthetic_sweep
 
 HERE = Path(__file__).parent
 WIDTHS = [128, 256, 512, 1024, 2048, 4096]

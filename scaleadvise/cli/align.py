@@ -49,10 +49,10 @@ def align(
     intermediate), and the maximal stable LR exponents the theory gives at the
     measured mean and peak, beside Table 1's full- and no-alignment answers.
     """
-    from scaleadvise import align as A
+    from scaleadvise.analysis import align as A
     from scaleadvise.errors import UserError
-    from scaleadvise.parameterizations import get_parameterization
-    from scaleadvise.theory import optimizer_family, parse_alignment
+    from scaleadvise.core.parameterizations import get_parameterization
+    from scaleadvise.core.theory import optimizer_family, parse_alignment
 
     if not 0 < tolerance < 0.25:
         raise UserError(f"--tolerance: must be in (0, 0.25) so that full and none do not overlap, got {tolerance:g}")

@@ -49,8 +49,8 @@ def check(
     json_out: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
 ) -> None:
     """Check an (a, b, c) against every constraint of Table 2 / B1 and say what breaks."""
-    from scaleadvise.parameterizations import parse_triple
-    from scaleadvise.theory import evaluate, max_stable_lr_exponents, parse_alignment
+    from scaleadvise.core.parameterizations import parse_triple
+    from scaleadvise.core.theory import evaluate, max_stable_lr_exponents, parse_alignment
 
     A, B, C = parse_triple(a, "--a"), parse_triple(b, "--b"), parse_triple(c, "--c")
     al = parse_alignment(alignment, omega_readout)
@@ -114,9 +114,9 @@ def equiv(
     same multiplier ratio.
     """
     from scaleadvise.errors import UserError
-    from scaleadvise.parameterizations import custom_parameterization, get_parameterization, parse_triple
-    from scaleadvise.symmetry import abc_shift, equivalence_theta
-    from scaleadvise.theory import LAYER_TYPES, LR_SHIFT, max_stable_lr_exponents, optimizer_family, parse_alignment
+    from scaleadvise.core.parameterizations import custom_parameterization, get_parameterization, parse_triple
+    from scaleadvise.core.symmetry import abc_shift, equivalence_theta
+    from scaleadvise.core.theory import LAYER_TYPES, LR_SHIFT, max_stable_lr_exponents, optimizer_family, parse_alignment
 
     al = parse_alignment(alignment, omega_readout)
     src = get_parameterization(param)
@@ -208,8 +208,8 @@ def equivalent_constants(src_param: str, src_constants: str, dst_param, k: float
     one LR per layer type cannot give them. Adam's epsilon is additive to √v ∝ m,
     so the equivalent epsilon is the source's times m_dst / m_src per tensor (§4.3).
     """
-    from scaleadvise.prescribe import PrescribeRequest, prescribe
-    from scaleadvise.theory import LAYER_TYPES
+    from scaleadvise.core.prescribe import PrescribeRequest, prescribe
+    from scaleadvise.core.theory import LAYER_TYPES
 
     src = prescribe(PrescribeRequest(param=src_param, constants=src_constants, **common))
     dst = prescribe(PrescribeRequest(param=dst_param.name, custom=None if _named(dst_param) else dst_param,
@@ -264,7 +264,7 @@ def equivalent_constants(src_param: str, src_constants: str, dst_param, k: float
 
 
 def _named(p) -> bool:
-    from scaleadvise.parameterizations import NAMES
+    from scaleadvise.core.parameterizations import NAMES
 
     return p.name in NAMES
 

@@ -81,9 +81,9 @@ def emit_train(
     sweep mode, sweeps.csv (for `scaleadvise fit`).
     """
     from scaleadvise.cli.prescribe import _eps_arg
-    from scaleadvise.emit import emit_script, write_script
+    from scaleadvise.script.emit import emit_script, write_script
     from scaleadvise.errors import UserError
-    from scaleadvise.prescribe import PrescribeRequest, prescribe
+    from scaleadvise.core.prescribe import PrescribeRequest, prescribe
 
     if model.strip().lower() != "nanodo":
         raise UserError(f"--model {model}: emit-train writes a NanoDO script (C.1); "

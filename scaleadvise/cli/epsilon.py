@@ -41,7 +41,7 @@ def _parse_thresholds(text: str) -> list[float]:
 
 def parse_grad_rms_flags(values: list[str], into: dict) -> dict:
     """Add ``--grad-rms LAYER=VALUE@WIDTH`` measurements to the samples per layer."""
-    from scaleadvise.epsilon import LayerSamples, layer_type_of
+    from scaleadvise.analysis.epsilon import LayerSamples, layer_type_of
     from scaleadvise.errors import UserError
 
     for text in values:
@@ -101,7 +101,7 @@ def epsilon(
     eps reaches 1%, 10%, 100% of sqrt(v) and where v = g² underflows fp32/bf16/fp16,
     and recommends keeping eps, a smaller constant, per-layer eps or Adam-atan2.
     """
-    from scaleadvise import epsilon as E
+    from scaleadvise.analysis import epsilon as E
     from scaleadvise.errors import UserError
 
     if not (eps > 0 and math.isfinite(eps)):
@@ -124,7 +124,7 @@ def epsilon(
     if plot is not None:
         check_plot_path(plot)
     if param is not None:
-        from scaleadvise.parameterizations import get_parameterization
+        from scaleadvise.core.parameterizations import get_parameterization
 
         param = get_parameterization(param).name
     if grads is None and not grad_rms:
@@ -203,7 +203,7 @@ def _plot(report: dict, samples: dict, path: Path) -> None:
         raise UserError("--plot needs matplotlib: pip install 'scaleadvise[plot]'") from None
     import numpy as np
 
-    from scaleadvise.epsilon import GradientLaw
+    from scaleadvise.analysis.epsilon import GradientLaw
 
     eps, layers = report["eps"], report["layers"]
     keys = [f"{t:g}" for t in report["thresholds"]]

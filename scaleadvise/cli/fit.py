@@ -1,6 +1,6 @@
 """`scaleadvise fit`: LR sweeps -> optimum per width -> power law -> transfer verdict.
 
-The work is in ``scaleadvise.fit`` (imported inside the command, with numpy,
+The work is in ``scaleadvise.analysis.fit`` (imported inside the command, with numpy,
 pandas and scipy); this module parses flags and renders.
 """
 
@@ -145,7 +145,7 @@ def fit_command(
     t-interval of the log-log fit, the bootstrap over seeds and the LR grid's
     resolution, whichever is widest).
     """
-    from scaleadvise.fit import FitOptions, fit_sweep
+    from scaleadvise.analysis.fit import FitOptions, fit_sweep
 
     groups = None
     if group_by is not None:
@@ -157,7 +157,7 @@ def fit_command(
         columns={"width": width_col, "lr": lr_col, "loss": loss_col, "seed": seed_col, "step": step_col},
     )
     if plot is not None:  # fail on a missing matplotlib before the fit, not after it
-        from scaleadvise.fit_plot import _import_pyplot
+        from scaleadvise.plots.fit import _import_pyplot
 
         _import_pyplot()
     show_bar = err_console.is_terminal and bootstrap > 0 and path.exists() and \
@@ -165,7 +165,7 @@ def fit_command(
     with _progress(show_bar) as progress:
         result = fit_sweep(str(path), opts, progress)
     if plot is not None:
-        from scaleadvise.fit_plot import plot_fit
+        from scaleadvise.plots.fit import plot_fit
 
         plot_fit(result.doc, result.grids, plot)
     for w in result.doc["warnings"]:

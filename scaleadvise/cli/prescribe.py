@@ -76,9 +76,9 @@ def prescribe(
     alignment; absolute values use base_lr at --base-width and the constants gamma.
     """
     from scaleadvise.errors import UserError
-    from scaleadvise.parameterizations import custom_parameterization, load_custom, parse_triple
-    from scaleadvise.prescribe import PrescribeRequest
-    from scaleadvise.prescribe import prescribe as run
+    from scaleadvise.core.parameterizations import custom_parameterization, load_custom, parse_triple
+    from scaleadvise.core.prescribe import PrescribeRequest
+    from scaleadvise.core.prescribe import prescribe as run
 
     custom = None
     if param.strip().lower() == "custom":

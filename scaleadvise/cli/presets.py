@@ -12,10 +12,10 @@ from scaleadvise.cli.render import console, print_json
 @app.command(epilog="\nExamples:\n\n  scaleadvise presets\n\n  scaleadvise presets --json\n")
 def presets(json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List the model presets (for --model) and LR-constant sets (for --constants)."""
-    from scaleadvise.constants import PRESET_DIR as CONST_DIR, list_constant_sets
-    from scaleadvise.model import expand, list_presets, load_model, parameter_count
-    from scaleadvise.parameterizations import NAMES
-    from scaleadvise.theory import OPTIMIZERS
+    from scaleadvise.core.constants import PRESET_DIR as CONST_DIR, list_constant_sets
+    from scaleadvise.core.model import expand, list_presets, load_model, parameter_count
+    from scaleadvise.core.parameterizations import NAMES
+    from scaleadvise.core.theory import OPTIMIZERS
 
     models = []
     for name in list_presets():

@@ -13,7 +13,7 @@ alignment (``expected_slopes``), never with a table typed in.
     data = coord_check(pres, widths=[64, 128, 256], batches=..., probe=..., steps=4)
     slope(data["widths"], [r[-1] for r in data["delta"]["blocks.1.mlp"]])
 
-The model is the emitted script's NanoDO (scaleadvise.templates.nanodo), built, initialized
+The model is the emitted script's NanoDO (scaleadvise.script.template.nanodo), built, initialized
 and grouped exactly as ``train.py`` does it; ``plain=True`` is its ``--plain`` mode (SP
 init, one global LR: the deliberately wrong prescription). The LR is held constant (no
 warmup), as in microsoft/mup's check, so step t is t full-size updates.
@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from scaleadvise.errors import UserError
-from scaleadvise.templates.nanodo import NanoDO, apply_prescription, model_dims, param_groups, plain_prescription, \
+from scaleadvise.script.template.nanodo import NanoDO, apply_prescription, model_dims, param_groups, plain_prescription, \
     resolve_model
-from scaleadvise.templates.train import make_optimizer
-from scaleadvise.theory import Alignment, Family, evaluate, optimizer_family
+from scaleadvise.script.template.train import make_optimizer
+from scaleadvise.core.theory import Alignment, Family, evaluate, optimizer_family
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

@@ -4,7 +4,7 @@
                           base_lr=3e-3, base_model=make_model(width=256))
     opt = torch.optim.AdamW(groups)
 
-Every number comes from ``scaleadvise.prescribe`` (the same code as ``prescribe --json``):
+Every number comes from ``scaleadvise.core.prescribe`` (the same code as ``prescribe --json``):
 per layer type the LR ``base_lr * gamma * (width / base_width)^-c`` and epsilon, per
 tensor the multiplier ``n_t^-a`` and init std ``sigma * n_t^-b`` (docs/CONVENTIONS.md).
 This module only has to decide, for each torch parameter, its *layout* (linear,
@@ -14,13 +14,13 @@ embedding, norm gain, bias) and its *layer type* (§2.1: embedding l = 1, hidden
 1. ``layer_types={"lm_head": "readout", "blocks.*": "hidden"}``: glob patterns matched
    against the parameter name, the name without ``.weight``, or the owning module's name
    (a bias or gain of a matched layer is embedding-type, or fixed for a readout).
-2. ``model_yaml=`` (a preset or YAML file for ``scaleadvise.model.load_model``): the
+2. ``model_yaml=`` (a preset or YAML file for ``scaleadvise.core.model.load_model``): the
    types the YAML derives at ``width``, matched by tensor name.
 3. ``base_model=``: a narrower copy of the model (mup's base shapes). A dimension that
    differs between the two grows with width, and the muP cheat sheet's rule applies:
    fan-in fixed & fan-out grows -> embedding, both grow -> hidden, fan-in grows &
    fan-out fixed -> readout.
-4. Names (``scaleadvise.model.classify_tensor_name``) for matrices; ``nn.Embedding``
+4. Names (``scaleadvise.core.model.classify_tensor_name``) for matrices; ``nn.Embedding``
    tables are embedding-type (a lookup is a one-hot matmul, fan_in = num_embeddings);
    vectors (norm gains, biases) are embedding-type (fan_in 1), except the bias of a
    readout layer.
@@ -49,10 +49,10 @@ from torch import nn
 from torch.nn.utils import parametrize as P
 
 from scaleadvise.errors import UserError
-from scaleadvise.model import Tensor, TensorKind, classify_tensor_name, expand, load_model
-from scaleadvise.parameterizations import Parameterization, get_parameterization
-from scaleadvise.prescribe import PrescribeRequest, prescribe, tensor_values
-from scaleadvise.theory import LAYER_TYPES
+from scaleadvise.core.model import Tensor, TensorKind, classify_tensor_name, expand, load_model
+from scaleadvise.core.parameterizations import Parameterization, get_parameterization
+from scaleadvise.core.prescribe import PrescribeRequest, prescribe, tensor_values
+from scaleadvise.core.theory import LAYER_TYPES
 
 Label = Literal["embedding", "hidden", "readout", "fixed"]
 MARK = "_scaleadvise_prescription"  # set on the root module: applying twice is an error

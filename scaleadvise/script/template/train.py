@@ -10,7 +10,7 @@ holding the `prescribe --json` document, so it runs with torch and numpy alone:
     torchrun --nproc_per_node 8 train.py --distributed fsdp --data tokens.bin
     python train.py --sweep-lr 2^-14:2^-6:0.5 --widths 128,256,512 --out runs/sweep
 
-Inside the repository it runs as `python -m scaleadvise.templates.train
+Inside the repository it runs as `python -m scaleadvise.script.template.train
 --prescription p.json ...`. Importing it has no side effects.
 
 Defaults follow the paper: Table C2 optimizer settings (beta1 0.9, beta2 0.98,
@@ -30,12 +30,12 @@ import torch
 import torch.nn.functional as F
 
 # ---- bundle: drop begin
-from scaleadvise.templates.data import Batches, eval_batch_list, load_tokens
-from scaleadvise.templates.dist import (Dist, all_mean, barrier, load_checkpoint, peak_flops, save_checkpoint,
+from scaleadvise.script.template.data import Batches, eval_batch_list, load_tokens
+from scaleadvise.script.template.dist import (Dist, all_mean, barrier, load_checkpoint, peak_flops, save_checkpoint,
                                         setup_distributed, wrap_model)
-from scaleadvise.templates.nanodo import (BadInput, NanoDO, apply_prescription, flops_per_token, model_dims,
+from scaleadvise.script.template.nanodo import (BadInput, NanoDO, apply_prescription, flops_per_token, model_dims,
                                           param_groups, plain_prescription, resolve_model)
-from scaleadvise.templates.probes import (ALIGNMENT_COLUMNS, GRADS_COLUMNS, METRICS_COLUMNS, SWEEP_COLUMNS,
+from scaleadvise.script.template.probes import (ALIGNMENT_COLUMNS, GRADS_COLUMNS, METRICS_COLUMNS, SWEEP_COLUMNS,
                                           CsvLog, gradient_scales, log_alignment, read_rows)
 from scaleadvise.torch.optim import AdamAtan2, AdamPS
 # ---- bundle: drop end

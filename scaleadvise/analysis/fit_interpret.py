@@ -37,7 +37,7 @@ def parse_setting(text: str, flag: str = "--setting") -> str:
 
 
 def _exponents(param, optim: str, alpha: float) -> dict[str, float]:
-    from scaleadvise.theory import Alignment, max_stable_lr_exponents
+    from scaleadvise.core.theory import Alignment, max_stable_lr_exponents
 
     return dict(max_stable_lr_exponents(param.a, param.b, optim, Alignment(alpha=alpha, omega=0.5, u=alpha)).c)
 
@@ -62,7 +62,7 @@ def _fmt_c(c: dict[str, float]) -> str:
 def interpret(k: float | None, k_ci: tuple[float, float] | None, param_name: str, optim: str,
               setting: str) -> dict:
     """Compare a measured exponent with the theory for one parameterization/optimizer/setting."""
-    from scaleadvise.parameterizations import get_parameterization
+    from scaleadvise.core.parameterizations import get_parameterization
 
     param = get_parameterization(param_name)
     applied = _applied(param, optim, setting)

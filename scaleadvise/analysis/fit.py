@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scaleadvise.errors import UserError
-from scaleadvise.fit_optima import (INSTABILITY_RATIO, Grid, Optima, bootstrap_grids, build_grid, combine_codes,
+from scaleadvise.analysis.fit_optima import (INSTABILITY_RATIO, Grid, Optima, bootstrap_grids, build_grid, combine_codes,
                                     dense_codes, final_steps, has_repeats, locate_optima, refined_interval)
-from scaleadvise.powerlaw import PowerLaw, batched_slopes, fit_loss_law, fit_power_law, grid_offsets
-from scaleadvise.tables import Column, read_table
+from scaleadvise.analysis.powerlaw import PowerLaw, batched_slopes, fit_loss_law, fit_power_law, grid_offsets
+from scaleadvise.analysis.tables import Column, read_table
 
 SWEEP_COLUMNS = (
     # Short names such as "d", "n" or "beta" are left out on purpose: they too often mean
@@ -403,7 +403,7 @@ def _label(key: dict) -> str:
 
 def _interpretation(key: dict, opts: FitOptions, k, ci) -> tuple[dict | None, str | None]:
     """Theory comparison when param, optim and setting are known (flags, else the group key)."""
-    from scaleadvise.fit_interpret import interpret, parse_setting
+    from scaleadvise.analysis.fit_interpret import interpret, parse_setting
 
     lower = {str(c).lower(): v for c, v in key.items()}
     pick = lambda flag, names: flag if flag else next((str(lower[n]) for n in names if n in lower), None)  # noqa: E731
@@ -436,7 +436,7 @@ def fit_sweep(path: str, opts: FitOptions, progress: Progress | None = None) -> 
     if opts.optimum not in ("refined", "observed"):
         raise UserError(f"--optimum: {opts.optimum!r} is not 'refined' or 'observed'")
     if opts.setting:
-        from scaleadvise.fit_interpret import parse_setting
+        from scaleadvise.analysis.fit_interpret import parse_setting
 
         parse_setting(opts.setting)
     runs, groups, warnings, info = load_runs(path, opts)

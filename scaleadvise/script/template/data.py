@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 # ---- bundle: drop begin
-from scaleadvise.templates.nanodo import BadInput
+from scaleadvise.script.template.nanodo import BadInput
 # ---- bundle: drop end
 
 SYNTHETIC_TOKENS = 1 << 21

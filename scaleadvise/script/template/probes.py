@@ -12,8 +12,8 @@ import os
 import torch
 
 # ---- bundle: drop begin
-from scaleadvise.templates.dist import Dist, all_sum, local_tensor
-from scaleadvise.templates.nanodo import Dense, tensor_name
+from scaleadvise.script.template.dist import Dist, all_sum, local_tensor
+from scaleadvise.script.template.nanodo import Dense, tensor_name
 # ---- bundle: drop end
 
 METRICS_COLUMNS = ("step", "train_loss", "eval_loss", "lr", "tokens_per_s", "mfu")

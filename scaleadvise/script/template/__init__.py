@@ -1,6 +1,6 @@
 """Source templates of the emitted training script (`scaleadvise emit-train`).
 
-Real, importable, tested modules -- not strings. `scaleadvise.emit` concatenates
+Real, importable, tested modules -- not strings. `scaleadvise.script.emit` concatenates
 their source verbatim (after the prescription data block and
 scaleadvise/torch/optim.py), dropping the lines between `# ---- bundle: drop begin`
 and `# ---- bundle: drop end` (the in-repository imports of each other), so the

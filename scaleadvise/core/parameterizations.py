@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal, Mapping
 
 from scaleadvise.errors import UserError
-from scaleadvise.theory import LAYER_TYPES, LayerType
+from scaleadvise.core.theory import LAYER_TYPES, LayerType
 
 AttentionScale = Literal["sqrt", "linear"]
 

@@ -5,7 +5,7 @@ SP and NTK are one class, muP and MFP another (Table 1's rows, up to this shift)
 
 from typing import Mapping
 
-from scaleadvise.theory import _TOL, LAYER_TYPES, LR_SHIFT, Family, LayerType, _clean, optimizer_family
+from scaleadvise.core.theory import _TOL, LAYER_TYPES, LR_SHIFT, Family, LayerType, _clean, optimizer_family
 
 
 def abc_shift(

@@ -78,10 +78,10 @@ def fit_gradient_law(
     ``replicates`` labels each row with its step/seed. When two or more replicates
     each span two widths, g is fitted per replicate and the interval is the Student-t
     interval of their mean (the spread over steps/seeds); otherwise every row is a
-    point of one fit (``scaleadvise.powerlaw``) and the interval comes from its
+    point of one fit (``scaleadvise.analysis.powerlaw``) and the interval comes from its
     residuals. Needs two distinct widths.
     """
-    from scaleadvise.powerlaw import fit_power_law
+    from scaleadvise.analysis.powerlaw import fit_power_law
 
     law = fit_power_law(widths, values)
     if law is None:
@@ -106,7 +106,7 @@ def _replicate_exponents(widths: Sequence[float], values: Sequence[float], repli
     """g of each replicate (step/seed) that spans at least two widths, all fitted at once."""
     import numpy as np
 
-    from scaleadvise.powerlaw import batched_slopes
+    from scaleadvise.analysis.powerlaw import batched_slopes
 
     if replicates is None or len(set(replicates)) < 2:
         return []
@@ -313,8 +313,8 @@ def theory_gradient_exponents(param: str) -> dict[str, float]:
 
     These are the exponents `prescribe --eps per-layer` scales epsilon with (§4.3).
     """
-    from scaleadvise.parameterizations import get_parameterization
-    from scaleadvise.theory import gradient_exponents
+    from scaleadvise.core.parameterizations import get_parameterization
+    from scaleadvise.core.theory import gradient_exponents
 
     p = get_parameterization(param)
     return dict(gradient_exponents(p.a, p.b))
@@ -322,7 +322,7 @@ def theory_gradient_exponents(param: str) -> dict[str, float]:
 
 def check_optimizer(optim: str) -> str:
     """Epsilon analysis applies to Adam-style eps added to sqrt(v)."""
-    from scaleadvise.theory import optimizer_family
+    from scaleadvise.core.theory import optimizer_family
 
     key = optim.strip().lower().replace("_", "-")
     optimizer_family(key)  # unknown names -> UserError listing the known ones
@@ -365,7 +365,7 @@ class LayerSamples:
 
 
 def gradient_columns() -> list:
-    from scaleadvise.tables import Column
+    from scaleadvise.analysis.tables import Column
 
     return [
         Column("width", ("d_model", "model_dim", "n", "dim"), positive=True),
@@ -381,7 +381,7 @@ def gradient_columns() -> list:
 
 def layer_type_of(name: str, where: str) -> str:
     """A layer type or tensor name -> layer type (the model's classification), else UserError."""
-    from scaleadvise.model import classify_tensor_name
+    from scaleadvise.core.model import classify_tensor_name
 
     kind = classify_tensor_name(name)
     if kind is None:
@@ -396,7 +396,7 @@ def load_gradients(path: str, overrides: Mapping[str, str | None] | None = None)
     """Read a gradient table (DESIGN.md: width, layer, grad_rms, optional sqrt_v_rms, step)."""
     import numpy as np
 
-    from scaleadvise.tables import read_table
+    from scaleadvise.analysis.tables import read_table
 
     table = read_table(path, gradient_columns(), overrides)
     frame = table.frame

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as tdist
 
 # ---- bundle: drop begin
-from scaleadvise.templates.nanodo import BadInput
+from scaleadvise.script.template.nanodo import BadInput
 # ---- bundle: drop end
 
 # Dense peak TFLOP/s by device name, (bf16, tf32): vendor data sheets (SXM parts).

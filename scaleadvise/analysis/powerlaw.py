@@ -65,7 +65,7 @@ class PowerLaw:
 
 
 def _t_quantile(level: float, dof: int) -> float:
-    from scaleadvise.fit_optima import _quantile
+    from scaleadvise.analysis.fit_optima import _quantile
 
     return _quantile(level, dof)
 

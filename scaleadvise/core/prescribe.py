@@ -20,11 +20,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from scaleadvise.constants import load_constants
+from scaleadvise.core.constants import load_constants
 from scaleadvise.errors import UserError
-from scaleadvise.model import Tensor, expand, load_model, parameter_count, with_overrides
-from scaleadvise.parameterizations import Parameterization, get_parameterization
-from scaleadvise.theory import LAYER_TYPES, Family, max_stable_lr_exponents, optimizer_family, parse_alignment
+from scaleadvise.core.model import Tensor, expand, load_model, parameter_count, with_overrides
+from scaleadvise.core.parameterizations import Parameterization, get_parameterization
+from scaleadvise.core.theory import LAYER_TYPES, Family, max_stable_lr_exponents, optimizer_family, parse_alignment
 
 # Table C2 defaults: Adam and Adam+PS use 1e-9, Adafactor 1e-30; atan2 has none.
 DEFAULT_EPS = {"adam": 1e-9, "adamw": 1e-9, "adam-ps": 1e-9, "adafactor": 1e-30}

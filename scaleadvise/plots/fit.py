@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from scaleadvise.errors import UserError
-from scaleadvise.fit_optima import Grid
-from scaleadvise.powerlaw import fit_power_law
+from scaleadvise.analysis.fit_optima import Grid
+from scaleadvise.analysis.powerlaw import fit_power_law
 
 
 def _import_pyplot():

@@ -23,10 +23,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from scaleadvise.core.presets import preset_dir
 from scaleadvise.errors import UserError
-from scaleadvise.theory import LayerType
+from scaleadvise.core.theory import LayerType
 
-PRESET_DIR = Path(__file__).parent / "presets" / "models"
+PRESET_DIR = preset_dir("models")
 TensorKind = Literal["linear", "embedding", "norm", "bias"]
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,

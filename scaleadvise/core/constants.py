@@ -8,10 +8,11 @@ either a flat ``{embedding, hidden, readout}`` mapping or the same nested
 
 from pathlib import Path
 
+from scaleadvise.core.presets import preset_dir
 from scaleadvise.errors import UserError
-from scaleadvise.theory import LAYER_TYPES, LayerType
+from scaleadvise.core.theory import LAYER_TYPES, LayerType
 
-PRESET_DIR = Path(__file__).parent / "presets" / "constants"
+PRESET_DIR = preset_dir("constants")
 _TABLE_ROW = {"adamw": "adam", "adam-atan2": "adam"}  # the paper tuned plain Adam only
 
 

@@ -139,7 +139,7 @@ def measured_alignment(hidden: float | None, readout: float | None, fallback):
     A layer type with no measurement keeps the fallback's value; omega keeps the
     fallback's (1/2 under the paper's settings, §3.3.4).
     """
-    from scaleadvise.theory import Alignment
+    from scaleadvise.core.theory import Alignment
 
     h_alpha, h_omega, h_u = fallback.at("hidden")
     r_alpha, r_omega, r_u = fallback.at("readout")
@@ -150,8 +150,8 @@ def measured_alignment(hidden: float | None, readout: float | None, fallback):
 
 def lr_exponents(param: str, optim: str, alignment) -> dict:
     """Maximal stable per-layer LR exponents c (lr ∝ n^-c) for one alignment (Table 2, B.17)."""
-    from scaleadvise.parameterizations import get_parameterization
-    from scaleadvise.theory import max_stable_lr_exponents
+    from scaleadvise.core.parameterizations import get_parameterization
+    from scaleadvise.core.theory import max_stable_lr_exponents
 
     p = get_parameterization(param)
     sol = max_stable_lr_exponents(p.a, p.b, optim, alignment)
@@ -173,7 +173,7 @@ def lr_exponents(param: str, optim: str, alignment) -> dict:
 
 def theory_for_measurements(types: Mapping[str, dict], param: str, optim: str, fallback) -> dict[str, dict]:
     """LR exponents at the measured mean and peak alignment, beside Table 1's two settings."""
-    from scaleadvise.theory import FULL, NONE
+    from scaleadvise.core.theory import FULL, NONE
 
     def value(kind: str, stat: str) -> float | None:
         return types[kind][stat] if kind in types else None
@@ -198,7 +198,7 @@ def _natural(name: str) -> list:
 
 
 def alignment_columns() -> list:
-    from scaleadvise.tables import Column
+    from scaleadvise.analysis.tables import Column
 
     return [
         Column("width", ("d_model", "model_dim", "n", "dim"), positive=True),
@@ -210,7 +210,7 @@ def alignment_columns() -> list:
 
 def trajectories_from_frame(frame, source: str) -> list[Trajectory]:
     """Group rows into trajectories per (layer, width); average duplicate steps (seeds)."""
-    from scaleadvise.epsilon import layer_type_of
+    from scaleadvise.analysis.epsilon import layer_type_of
 
     groups: dict[tuple[str, float], dict[float, list[float]]] = {}
     types: dict[str, str] = {}
@@ -235,7 +235,7 @@ def trajectories_from_frame(frame, source: str) -> list[Trajectory]:
 
 def load_alignment(path: str, overrides: Mapping[str, str | None] | None = None) -> list[Trajectory]:
     """Read an alignment table (DESIGN.md: width, layer, step, log_alignment)."""
-    from scaleadvise.tables import read_table
+    from scaleadvise.analysis.tables import read_table
 
     table = read_table(path, alignment_columns(), overrides)
     return trajectories_from_frame(table.frame, str(path))

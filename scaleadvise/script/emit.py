@@ -6,7 +6,7 @@ The emitted file is, in order:
 2. ``PRESCRIPTION = json.loads(r\"\"\"...\"\"\")``: the ``prescribe --json`` document for
    the same arguments, with a comment table of the per-layer exponents and values;
 3. scaleadvise/torch/optim.py verbatim (AdamAtan2, AdamPS);
-4. the template modules of scaleadvise/templates (nanodo, data, dist, probes, train)
+4. the template modules of scaleadvise/script/template (nanodo, data, dist, probes, train)
    verbatim, minus the lines between ``# ---- bundle: drop begin`` and
    ``# ---- bundle: drop end`` (their imports of each other inside the repository).
 
@@ -25,16 +25,16 @@ from pathlib import Path
 from scaleadvise import __version__
 from scaleadvise.errors import UserError
 
-PACKAGE = Path(__file__).parent
+PACKAGE = Path(__file__).parent.parent
 OPTIM_SOURCE = PACKAGE / "torch" / "optim.py"
-TEMPLATE_DIR = PACKAGE / "templates"
+TEMPLATE_DIR = PACKAGE / "script" / "template"
 DROP_BEGIN = "# ---- bundle: drop begin"
 DROP_END = "# ---- bundle: drop end"
 
 
 def bundle_sources() -> list[tuple[str, str]]:
     """(repository path, source) of every bundled module, in bundle order."""
-    from scaleadvise.templates import BUNDLE
+    from scaleadvise.script.template import BUNDLE
 
     paths = [OPTIM_SOURCE] + [TEMPLATE_DIR / f"{name}.py" for name in BUNDLE]
     return [(str(p.relative_to(PACKAGE.parent)), p.read_text()) for p in paths]
