@@ -62,7 +62,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for width in (int(w) for w in args.widths.split(",")):
             doc = prescribe(PrescribeRequest(param=args.param, optim=args.optim, width=width, depth=args.depth,
-                                             head_dim=args.head_dim, context=args.context, vocab=args.vocab))
+                                             head_dim=args.head_dim, context=args.context, vocab=args.vocab)).to_dict()
             script = Path(tmp) / f"train{width}.py"
             script.write_text(emit_script(doc, "benchmarks/train_throughput.py"))
             best = {False: (0.0, None), True: (0.0, None)}

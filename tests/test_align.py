@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from scaleadvise.analysis import align as A
 from scaleadvise.core.parameterizations import get_parameterization
-from scaleadvise.core.theory import FULL, NONE, max_stable_lr_exponents
+from scaleadvise.core.alignment import FULL, NONE
+from scaleadvise.core.theory import max_stable_lr_exponents
 
 
 def write_alignment(path, series, widths=(1024,)):

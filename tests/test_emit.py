@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from scaleadvise.script.emit import check_bundle, emit_script, strip_dropped  # noqa: E402
 
-PARAMS = ("stp", "ntk", "mup", "mfp", "umup")
+PARAMS = ("stp", "ntk", "mup", "mfp")  # umup is refused: test_umup_is_refused
 OPTIMS = ("adam", "adamw", "adam-atan2", "sgd", "adam-ps")
 TINY = ["--width", "64", "--depth", "2", "--head-dim", "16", "--context", "32", "--vocab", "256"]
 
@@ -87,7 +87,7 @@ def compare(specs: dict, model, opt, doc: dict) -> None:
 @pytest.mark.parametrize("optim", OPTIMS)
 def test_param_groups_equal_prescribe(cli, tmp_path, param, optim):
     extra = ["--param", param, "--optim", optim, "--base-width", "32", "--constants",
-             "paper" if param != "umup" and optim != "adam-atan2" else "default"]
+             "paper" if optim != "adam-atan2" else "default"]
     path, emitted = emit(cli, tmp_path, *extra)
     mod = load(path, f"emitted_{param}_{optim}".replace("-", "_"))
     doc = prescribed(cli, *TINY, *extra)
@@ -188,3 +188,12 @@ def test_cli_bad_input_one_line_exit_2(cli, tmp_path):
         assert code == 2, (args, err)
         assert needle in err and err.count("\n") == 1, (args, err)
     assert not list(tmp_path.iterdir())
+
+
+def test_umup_is_refused(cli, tmp_path):
+    """u-muP needs unit-scaled ops the script does not have (Blake et al. 2024): one line, exit 2,
+    no file written."""
+    path = tmp_path / "train.py"
+    code, out, err = cli("emit-train", *TINY, "--param", "umup", "-o", str(path))
+    assert code == 2 and "unit-scaled ops" in err and err.count("\n") == 1
+    assert not path.exists()

@@ -13,7 +13,7 @@ from scaleadvise.errors import UserError  # noqa: E402
 from scaleadvise.core.prescribe import PrescribeRequest, prescribe  # noqa: E402
 from scaleadvise.torch.parameterize import MARK, Multiplier, parameterize, plain_state_dict  # noqa: E402
 
-PARAMS = ("stp", "ntk", "mup", "mfp", "umup")
+PARAMS = ("stp", "ntk", "mup", "mfp")  # umup is refused: test_umup_is_refused
 OPTIMS = ("sgd", "adam", "adamw", "adam-atan2", "adafactor", "adam-ps")
 
 
@@ -73,7 +73,7 @@ def _scale(module: nn.Module, attr: str) -> float:
 def test_values_equal_prescribe_for_mlp_preset(param, optim):
     width, base = 256, 64
     doc = prescribe(PrescribeRequest(param=param, optim=optim, width=width, base_width=base, base_lr=3e-3,
-                                     model="mlp"))
+                                     model="mlp")).to_dict()
     model = MLP(width)
     groups = parameterize(model, param, optim, width=width, base_width=base, base_lr=3e-3, model_yaml="mlp")
     got = _by_name(model)
@@ -279,7 +279,7 @@ def test_state_dict_round_trip_and_plain_export():
 def _compiled_matches(backend: str) -> None:
     torch.manual_seed(0)
     model = TinyLM(32)
-    parameterize(model, "umup", "adam", width=32, base_width=16)
+    parameterize(model, "mfp", "adam", width=32, base_width=16)  # multipliers on every layer type
     ids = torch.randint(0, 50, (2, 6))
     compiled = torch.compile(model, backend=backend)
     torch.testing.assert_close(compiled(ids), model(ids))
@@ -383,3 +383,8 @@ def test_documented_import_gives_the_function():
     from scaleadvise.torch import parameterize as fn
 
     assert callable(fn) and fn is pkg.parameterize
+
+
+def test_umup_is_refused():
+    with pytest.raises(UserError, match="unit-scaled ops"):
+        parameterize(MLP(32), "umup", "adam", width=32, base_width=16, model_yaml="mlp")

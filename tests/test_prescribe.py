@@ -24,7 +24,7 @@ def test_nanodo_parameter_count_matches_table_c1(width, total):
 
 def test_design_contract_example():
     """The example of DESIGN.md, number for number."""
-    doc = prescribe(PrescribeRequest(param="stp", optim="adam", width=16384))
+    doc = prescribe(PrescribeRequest(param="stp", optim="adam", width=16384)).to_dict()
     assert {k: doc[k] for k in ("parameterization", "optimizer", "width", "base_width", "base_lr")} == {
         "parameterization": "stp", "optimizer": "adam", "width": 16384, "base_width": 1024, "base_lr": 0.001}
     emb = doc["layers"]["embedding"]
@@ -38,7 +38,7 @@ def test_design_contract_example():
 
 
 def test_real_fan_in_sets_init_std():
-    doc = prescribe(PrescribeRequest(param="stp", optim="adam", width=1024))
+    doc = prescribe(PrescribeRequest(param="stp", optim="adam", width=1024)).to_dict()
     by = {t["name"]: t for t in doc["tensors"]}
     assert by["blocks.3.mlp.down"]["init_std"] == pytest.approx((4 * 1024) ** -0.5)  # fan-in 4n
     assert by["blocks.3.attn.q"]["init_std"] == pytest.approx(1024 ** -0.5)
@@ -48,7 +48,7 @@ def test_real_fan_in_sets_init_std():
 
 def test_mup_values_at_width():
     """muP + Adam at 4x the base: multipliers n^-a, LR (n/b)^-c with Table 1's exponents."""
-    doc = prescribe(PrescribeRequest(param="mup", optim="adam", width=4096, base_lr=1e-2))
+    doc = prescribe(PrescribeRequest(param="mup", optim="adam", width=4096, base_lr=1e-2)).to_dict()
     L = doc["layers"]
     assert L["embedding"]["multiplier"] == pytest.approx(64.0)  # sqrt(4096)
     assert L["embedding"]["init_std"] == pytest.approx(1 / 64)  # exponent 1/2: no 0.01 (C.2)
@@ -60,7 +60,7 @@ def test_mup_values_at_width():
 
 def test_per_layer_epsilon_follows_gradient_exponent():
     """§4.3: eps_l = base_eps (n/b)^-g_l; MFP hidden gradients fall as n^-1.5."""
-    doc = prescribe(PrescribeRequest(param="mfp", optim="adam", width=8192, eps="per-layer", base_eps=1e-9))
+    doc = prescribe(PrescribeRequest(param="mfp", optim="adam", width=8192, eps="per-layer", base_eps=1e-9)).to_dict()
     L = doc["layers"]
     assert L["hidden"]["eps"] == pytest.approx(1e-9 * 8 ** -1.5)
     assert L["embedding"]["eps"] == pytest.approx(1e-9 / 8)
@@ -69,14 +69,14 @@ def test_per_layer_epsilon_follows_gradient_exponent():
 
 
 def test_atan2_has_no_epsilon_and_paper_constants():
-    doc = prescribe(PrescribeRequest(param="stp", optim="adam-atan2", width=2048, constants="paper"))
+    doc = prescribe(PrescribeRequest(param="stp", optim="adam-atan2", width=2048, constants="paper")).to_dict()
     assert all(layer["eps"] is None for layer in doc["layers"].values())
     assert doc["constants"] == {"embedding": 5.357, "hidden": 1.133, "readout": 2.596}  # Table C3, Adam row
     assert doc["layers"]["hidden"]["lr"] == pytest.approx(1e-3 * 1.133 / 2)
 
 
 def test_umup_unit_init_and_down_scaled_input_lr():
-    doc = prescribe(PrescribeRequest(param="umup", optim="adam", width=4096))
+    doc = prescribe(PrescribeRequest(param="umup", optim="adam", width=4096)).to_dict()
     L = doc["layers"]
     assert all(L[t]["b"] == 0 for t in L)  # unit init
     assert L["embedding"]["init_std"] == 1.0
@@ -85,11 +85,11 @@ def test_umup_unit_init_and_down_scaled_input_lr():
 
 
 def test_alias_implies_alignment():
-    assert prescribe(PrescribeRequest(param="mup-na", optim="adam", width=2048))["alignment"]["alpha"] == 0.5
+    assert prescribe(PrescribeRequest(param="mup-na", optim="adam", width=2048)).to_dict()["alignment"]["alpha"] == 0.5
 
 
 def test_yang_hu_prescription_reports_no_feature_learning():
-    doc = prescribe(PrescribeRequest(param="sp", optim="sgd", width=2048, alignment="yang-hu"))
+    doc = prescribe(PrescribeRequest(param="sp", optim="sgd", width=2048, alignment="yang-hu")).to_dict()
     assert doc["stable"] and not doc["feature_learning"]
     assert any("impossible" in n for n in doc["notes"])
 

@@ -7,7 +7,9 @@ from hypothesis import strategies as st
 from scaleadvise.core.parameterizations import get_parameterization
 from scaleadvise.core.prescribe import PrescribeRequest, prescribe
 from scaleadvise.core.symmetry import abc_shift
-from scaleadvise.core.theory import LAYER_TYPES, Alignment, evaluate, max_stable_lr_exponents
+from scaleadvise.core.alignment import Alignment
+from scaleadvise.core.classify import LAYER_TYPES
+from scaleadvise.core.theory import evaluate, max_stable_lr_exponents
 
 halves = st.integers(-4, 4).map(lambda k: k / 2)
 exps = st.fixed_dictionaries({t: halves for t in LAYER_TYPES})
@@ -62,7 +64,7 @@ def test_lr_at_base_width_is_base_lr_times_gamma(param, optim, width, base_lr, c
     if constants == "paper" and param == "umup":
         constants = "default"  # Table C3 has no u-muP row
     doc = prescribe(PrescribeRequest(param=param, optim=optim, width=width, base_width=width, base_lr=base_lr,
-                                     constants=constants, model="mlp"))
+                                     constants=constants, model="mlp")).to_dict()
     for t, layer in doc["layers"].items():
         assert layer["lr"] == pytest.approx(base_lr * doc["constants"][t], rel=1e-12)
     for x in doc["tensors"]:

@@ -5,10 +5,9 @@ import pytest
 from scaleadvise.errors import UserError
 from scaleadvise.core.parameterizations import get_parameterization
 from scaleadvise.core.symmetry import abc_shift, equivalence_theta
-from scaleadvise.core.theory import (
-    FULL, NONE, YANG_HU, Alignment, evaluate, gradient_exponents,
-    max_stable_lr_exponents, optimizer_family, parse_alignment,
-)
+from scaleadvise.core.alignment import FULL, NONE, YANG_HU, Alignment, parse_alignment
+from scaleadvise.core.optimizers import optimizer_family
+from scaleadvise.core.theory import evaluate, gradient_exponents, max_stable_lr_exponents
 
 # Table 1 of Everett et al. 2024, transcribed as printed (powers of the width n).
 # Columns: init variance, multiplier, gradient,

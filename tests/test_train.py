@@ -23,7 +23,7 @@ def _one_thread(one_torch_thread):
 
 
 def tiny(param: str = "stp", optim: str = "adam", **kw) -> dict:
-    return prescribe(PrescribeRequest(param=param, optim=optim, **{**TINY, **kw}))
+    return prescribe(PrescribeRequest(param=param, optim=optim, **{**TINY, **kw})).to_dict()
 
 
 def rows(path) -> list[dict]:

@@ -23,7 +23,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 @pytest.fixture
 def pres_file(tmp_path) -> str:
     doc = prescribe(PrescribeRequest(param="mup", optim="adam", width=64, base_width=64, base_lr=1e-2, depth=2,
-                                     head_dim=16, context=32, vocab=256))
+                                     head_dim=16, context=32, vocab=256)).to_dict()
     path = tmp_path / "p.json"
     path.write_text(json.dumps(doc))
     return str(path)

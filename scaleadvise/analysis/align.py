@@ -139,7 +139,7 @@ def measured_alignment(hidden: float | None, readout: float | None, fallback):
     A layer type with no measurement keeps the fallback's value; omega keeps the
     fallback's (1/2 under the paper's settings, §3.3.4).
     """
-    from scaleadvise.core.theory import Alignment
+    from scaleadvise.core.alignment import Alignment
 
     h_alpha, h_omega, h_u = fallback.at("hidden")
     r_alpha, r_omega, r_u = fallback.at("readout")
@@ -173,7 +173,7 @@ def lr_exponents(param: str, optim: str, alignment) -> dict:
 
 def theory_for_measurements(types: Mapping[str, dict], param: str, optim: str, fallback) -> dict[str, dict]:
     """LR exponents at the measured mean and peak alignment, beside Table 1's two settings."""
-    from scaleadvise.core.theory import FULL, NONE
+    from scaleadvise.core.alignment import FULL, NONE
 
     def value(kind: str, stat: str) -> float | None:
         return types[kind][stat] if kind in types else None

@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+from scaleadvise.core.classify import layer_type_of  # noqa: F401  (used by cli/epsilon and align)
 from scaleadvise.errors import UserError
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.01, 0.1, 1.0)
@@ -322,7 +323,7 @@ def theory_gradient_exponents(param: str) -> dict[str, float]:
 
 def check_optimizer(optim: str) -> str:
     """Epsilon analysis applies to Adam-style eps added to sqrt(v)."""
-    from scaleadvise.core.theory import optimizer_family
+    from scaleadvise.core.optimizers import optimizer_family
 
     key = optim.strip().lower().replace("_", "-")
     optimizer_family(key)  # unknown names -> UserError listing the known ones
@@ -377,19 +378,6 @@ def gradient_columns() -> list:
         Column("step", ("iteration", "iter"), required=False),
         Column("seed", (), required=False),
     ]
-
-
-def layer_type_of(name: str, where: str) -> str:
-    """A layer type or tensor name -> layer type (the model's classification), else UserError."""
-    from scaleadvise.core.model import classify_tensor_name
-
-    kind = classify_tensor_name(name)
-    if kind is None:
-        raise UserError(
-            f"{where}: unknown layer {name!r}; use a layer type (embedding, hidden, readout) or a tensor "
-            f"name such as embed.tokens, blocks.0.mlp.up, readout"
-        )
-    return kind
 
 
 def load_gradients(path: str, overrides: Mapping[str, str | None] | None = None) -> dict[str, LayerSamples]:

@@ -37,7 +37,8 @@ def parse_setting(text: str, flag: str = "--setting") -> str:
 
 
 def _exponents(param, optim: str, alpha: float) -> dict[str, float]:
-    from scaleadvise.core.theory import Alignment, max_stable_lr_exponents
+    from scaleadvise.core.alignment import Alignment
+    from scaleadvise.core.theory import max_stable_lr_exponents
 
     return dict(max_stable_lr_exponents(param.a, param.b, optim, Alignment(alpha=alpha, omega=0.5, u=alpha)).c)
 

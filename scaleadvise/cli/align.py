@@ -52,7 +52,8 @@ def align(
     from scaleadvise.analysis import align as A
     from scaleadvise.errors import UserError
     from scaleadvise.core.parameterizations import get_parameterization
-    from scaleadvise.core.theory import optimizer_family, parse_alignment
+    from scaleadvise.core.alignment import parse_alignment
+    from scaleadvise.core.optimizers import optimizer_family
 
     if not 0 < tolerance < 0.25:
         raise UserError(f"--tolerance: must be in (0, 0.25) so that full and none do not overlap, got {tolerance:g}")

@@ -44,20 +44,23 @@ def check(
     b: Annotated[str, typer.Option("--b", help="Init exponents EMB,HIDDEN,READOUT (std n^-b).")],
     c: Annotated[str, typer.Option("--c", help="LR exponents EMB,HIDDEN,READOUT (LR n^-c).")],
     optim: Annotated[str, typer.Option("--optim", "-o", help=OPTIM_HELP)] = "adam",
-    alignment: AlignmentOpt = "full",
+    alignment: AlignmentOpt = None,
     omega_readout: OmegaReadoutOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
 ) -> None:
     """Check an (a, b, c) against every constraint of Table 2 / B1 and say what breaks."""
     from scaleadvise.core.parameterizations import parse_triple
-    from scaleadvise.core.theory import evaluate, max_stable_lr_exponents, parse_alignment
+    from scaleadvise.core.alignment import resolve_alignment
+    from scaleadvise.core.optimizers import optimizer_family
+    from scaleadvise.core.theory import evaluate, max_stable_lr_exponents
 
     A, B, C = parse_triple(a, "--a"), parse_triple(b, "--b"), parse_triple(c, "--c")
-    al = parse_alignment(alignment, omega_readout)
+    al, al_source = resolve_alignment(alignment, optimizer_family(optim), omega_readout)
     v = evaluate(A, B, C, optim, al)
     best = max_stable_lr_exponents(A, B, optim, al)
     doc = {
         "optimizer": optim, "optimizer_family": v.family.value, "alignment": al.as_dict(),
+        "alignment_source": al_source,
         "a": A, "b": B, "c": C, "g": v.g, "g_train": v.g_train, "r": v.r, "logit_terms": v.logit_terms,
         "stable": v.stable, "nontrivial": v.nontrivial, "feature_learning": v.feature_learning,
         "constraints": [{"layer": k.layer, "name": k.name, "expression": k.expression, "value": k.value,
@@ -76,6 +79,7 @@ def check(
         table.add_row(k.layer, f"{k.name}: {k.expression}", f"{k.value:+.4g}",
                       "[green]yes[/]" if k.satisfied else f"[red]NO (short by {k.shortfall:g})[/]")
     console.print(table)
+    console.print(f"alignment: {al_source}")
     console.print("residuals r_l (negative exponent of Δz_l): " + ", ".join(f"{x:g}" for x in v.r))
     console.print("gradient g at init: " + ", ".join(f"{t} {power(x)}" for t, x in v.g.items()))
     console.print(" ".join(f"{k}={'yes' if doc[k] else 'NO'}" for k in ("stable", "nontrivial", "feature_learning")))
@@ -91,7 +95,7 @@ def equiv(
     optim: Annotated[str, typer.Option("--optim", "-o", help=OPTIM_HELP)] = "adam",
     to_form: Annotated[Optional[str], typer.Option(help="A parameterization to express --param in, or 'alpha1' (multipliers 1, the cheat sheet's form) or 'unit-init' (b = 0).")] = None,
     theta: Annotated[Optional[str], typer.Option(help="Shift by theta per layer type, EMB,HIDDEN,READOUT (a += θ, b -= θ).")] = None,
-    alignment: AlignmentOpt = "full",
+    alignment: AlignmentOpt = None,
     omega_readout: OmegaReadoutOpt = None,
     width: Annotated[Optional[int], typer.Option("--width", "-w", help="Also give the target's absolute constants at this width: the gammas (and init stds) that make it the *same* network as --param with --base-lr/--constants.")] = None,
     base_width: Annotated[int, typer.Option(help="Base width b of both prescriptions (lr = base_lr·γ·(n/b)^-c).")] = 1024,
@@ -116,9 +120,13 @@ def equiv(
     from scaleadvise.errors import UserError
     from scaleadvise.core.parameterizations import custom_parameterization, get_parameterization, parse_triple
     from scaleadvise.core.symmetry import abc_shift, equivalence_theta
-    from scaleadvise.core.theory import LAYER_TYPES, LR_SHIFT, max_stable_lr_exponents, optimizer_family, parse_alignment
+    from scaleadvise.core.alignment import resolve_alignment
+    from scaleadvise.core.classify import LAYER_TYPES
+    from scaleadvise.core.optimizers import optimizer_family
+    from scaleadvise.core.equivalence import equivalent_constants
+    from scaleadvise.core.theory import LR_SHIFT, max_stable_lr_exponents
 
-    al = parse_alignment(alignment, omega_readout)
+    al, al_source = resolve_alignment(alignment, optimizer_family(optim), omega_readout)
     src = get_parameterization(param)
 
     def abc(p):  # (a, b, c) with the theory's c (and the parameterization's own LR offsets)
@@ -191,82 +199,6 @@ def equiv(
                       "the table shows src moved to the target's multipliers")
     if "at_width" in doc:
         _print_at_width(doc["at_width"], src.name, target_name or "shifted")
-
-
-def equivalent_constants(src_param: str, src_constants: str, dst_param, k: float,
-                         common: dict) -> tuple[dict, dict]:
-    """The target's γ and init stds at one width that make it the source's network.
-
-    abc-symmetry (§3.2) per tensor: W = m·w, so multiplier × init std is the init of W
-    and the raw gradient is m × dL/dW. Adam's update is invariant to the gradient's
-    scale, so ΔW = m·lr·(direction) needs m·lr fixed; SGD's ΔW = m²·lr·dL/dW needs
-    m²·lr; Adafactor/Adam+PS scale by RMS(w) ∝ 1/m, so lr itself (k = 2, 1, 0).
-    Both prescriptions come from ``prescribe`` (never re-derived here); the target's
-    γ per layer type is set on the layer's representative tensor (prescribe's
-    ``layers[t]``), and tensors whose own multiplier ratio differs from it (fan-in
-    n_t ≠ n, e.g. NanoDO's mlp.down with fan-in 4n) are reported with the LR factor
-    one LR per layer type cannot give them. Adam's epsilon is additive to √v ∝ m,
-    so the equivalent epsilon is the source's times m_dst / m_src per tensor (§4.3).
-    """
-    from scaleadvise.core.prescribe import PrescribeRequest, prescribe
-    from scaleadvise.core.theory import LAYER_TYPES
-
-    src = prescribe(PrescribeRequest(param=src_param, constants=src_constants, **common))
-    dst = prescribe(PrescribeRequest(param=dst_param.name, custom=None if _named(dst_param) else dst_param,
-                                     constants="default", **common))
-    ratio = common["width"] / common["base_width"]
-    gamma, layers = {}, {}
-    for t in LAYER_TYPES:
-        ls, ld = src["layers"][t], dst["layers"][t]
-        lr_needed = ls["lr"] * (ls["multiplier"] / ld["multiplier"]) ** k
-        gamma[t] = lr_needed / (dst["base_lr"] * ratio ** -ld["c"])
-        theta = ld["a"] - ls["a"]
-        layers[t] = {"theta": theta, "gamma_from": ls["gamma"], "gamma_to": gamma[t],
-                     "gamma_ratio": gamma[t] / ls["gamma"], "lr_from": ls["lr"], "lr_to": lr_needed,
-                     # γ is width-independent when c moved by exactly kθ (then γ_to = γ_from·b^(kθ))
-                     "width_independent": abs(ld["c"] - (ls["c"] - k * theta)) < 1e-9}
-    tensors, lr_off, init_off = [], [], []
-    for ts, td in zip(src.get("tensors", []), dst.get("tensors", [])):
-        t = ts["layer_type"]
-        m = ts["multiplier"] / td["multiplier"]
-        lr_to = td["lr"] * gamma[t] / dst["layers"][t]["gamma"]
-        lr_factor = ts["lr"] * m ** k / lr_to
-        std_to = ts["init_std"] * m
-        init_factor = std_to / td["init_std"] if td["init_std"] else 1.0
-        eps_to = None if ts["eps"] is None else ts["eps"] / m
-        row = {"name": ts["name"], "layer_type": t, "multiplier_ratio": 1.0 / m, "lr_to": lr_to,
-               "lr_factor": lr_factor, "init_std_to": std_to, "init_factor": init_factor,
-               "eps_from": ts["eps"], "eps_to": eps_to}
-        tensors.append(row)
-        if abs(lr_factor - 1.0) > 1e-9:
-            lr_off.append(row["name"])
-        if abs(init_factor - 1.0) > 1e-9:
-            init_off.append(row["name"])
-        td["lr"], td["init_std"] = lr_to, std_to
-    for t in LAYER_TYPES:  # the target document, ready for train.py --prescription
-        ld = dst["layers"][t]
-        ld["lr"] *= gamma[t] / ld["gamma"]
-        ld["gamma"] = gamma[t]
-        ld["init_std"] = src["layers"][t]["init_std"] * src["layers"][t]["multiplier"] / ld["multiplier"]
-    dst["constants"] = gamma
-    dst["constants_source"] = f"scaleadvise equiv: the same network as {src['parameterization']} " \
-                              f"({src['constants_source']})"
-    eps_note = None
-    if src["eps_mode"] != "none":
-        eps_note = ("Adam's epsilon is added to √v, which scales with the multiplier: the same network needs "
-                    "epsilon × m_to/m_from per tensor (eps_to); one epsilon for both breaks the equivalence "
-                    "once it is comparable to √v (§4.3)")
-    summary = {"width": common["width"], "base_width": common["base_width"], "base_lr": common["base_lr"],
-               "model": src["model"]["name"], "constants_from": src["constants"], "constants_to": gamma,
-               "layers": layers, "exact": not lr_off and not init_off,
-               "lr_not_expressible": lr_off, "init_changed": init_off, "eps_note": eps_note, "tensors": tensors}
-    return summary, dst
-
-
-def _named(p) -> bool:
-    from scaleadvise.core.parameterizations import NAMES
-
-    return p.name in NAMES
 
 
 def _write_atomic(path: str, text: str) -> None:

@@ -7,13 +7,14 @@ import typer
 
 PARAM_HELP = "Parameterization: stp, ntk, mup, mfp, umup (aliases sp, ntp, ntp-na, mup-na, mean-field, u-mup), or custom."
 OPTIM_HELP = "Optimizer: sgd, adam, adamw, adam-atan2, adafactor, adam-ps."
-ALIGN_HELP = ("Alignment exponents: 'full' (alpha=u=1, omega=1/2), 'none' (all 1/2), 'yang-hu' "
+ALIGN_HELP = ("Alignment exponents (default: the paper's choice for the optimizer family, §4.2: full for "
+              "SGD and the Adam family, none for Adafactor and adam-ps): 'full' (alpha=u=1, omega=1/2), 'none' (all 1/2), 'yang-hu' "
               "(full with omega_readout=1), ALPHA,OMEGA,U measured values in [0, 1], or six numbers: "
               "hidden ALPHA,OMEGA,U then readout ALPHA_R,OMEGA_R,U_R (as `scaleadvise align` prints them).")
 OMEGA_READOUT_HELP = "Override omega on the readout layer (Yang & Hu assume 1; Table 1 assumes 1/2)."
 
 # Options that mean the same in every command that takes them (one declaration each).
-AlignmentOpt = Annotated[str, typer.Option("--alignment", help=ALIGN_HELP)]
+AlignmentOpt = Annotated[Optional[str], typer.Option("--alignment", help=ALIGN_HELP)]
 OmegaReadoutOpt = Annotated[Optional[float], typer.Option("--omega-readout", help=OMEGA_READOUT_HELP)]
 BaseWidthOpt = Annotated[int, typer.Option("--base-width", help="Base width b where base_lr and gamma were tuned (§4.2.1).")]
 BaseLrOpt = Annotated[float, typer.Option("--base-lr", help="Learning rate at the base width (beta_n of C.4).")]

@@ -63,7 +63,7 @@ def emit_train(
     vocab: Annotated[int, typer.Option(help="Vocabulary size (paper: 32101).")] = 32101,
     base_width: BaseWidthOpt = 1024,
     base_lr: BaseLrOpt = 1e-3,
-    alignment: AlignmentOpt = "full",
+    alignment: AlignmentOpt = None,
     omega_readout: OmegaReadoutOpt = None,
     constants: ConstantsOpt = "default",
     eps: EpsOpt = None,
@@ -102,11 +102,15 @@ def emit_train(
         if value <= 0:
             raise UserError(f"{flag} must be a positive integer, got {value}")
     command = _command(ctx)
+    if param.strip().lower() in ("umup", "u-mup", "u-μp"):
+        from scaleadvise.core.prescribe import UMUP_OPS_NOTE
+
+        raise UserError(f"--param {param}: {UMUP_OPS_NOTE}")
     doc = prescribe(PrescribeRequest(
         param=param, optim=name, width=width, base_width=base_width, base_lr=base_lr, alignment=alignment,
         omega_readout=omega_readout, constants=constants, eps=_eps_arg(eps), base_eps=base_eps, model="nanodo",
         depth=depth, heads=heads, head_dim=head_dim, context=context, vocab=vocab, command=command,
-    ))
+    )).to_dict()
     text = emit_script(doc, command)
     write_script(output, text)
     if json_out:

@@ -15,6 +15,8 @@ from scaleadvise.cli.render import print_json, print_yaml
 if TYPE_CHECKING:  # rich's console and tables load only for human output, not for --json
     from rich.table import Table
 
+    from scaleadvise.core.prescription import Prescription, TensorValues
+
 EXAMPLES = """
 Examples:
 
@@ -50,7 +52,7 @@ def prescribe(
     width: Annotated[int, typer.Option("--width", "-w", help="Target width n (d_model).")] = 16384,
     base_width: BaseWidthOpt = 1024,
     base_lr: BaseLrOpt = 1e-3,
-    alignment: AlignmentOpt = "full",
+    alignment: AlignmentOpt = None,
     omega_readout: OmegaReadoutOpt = None,
     constants: ConstantsOpt = "default",
     eps: EpsOpt = None,
@@ -99,54 +101,54 @@ def prescribe(
         sgd_readout=sgd_readout,  # type: ignore[arg-type]
         command="scaleadvise " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
     )
-    doc = run(req)
+    pres = run(req)
     if json_out:
-        print_json(doc)
+        print_json(pres.to_dict())
     elif yaml_out:
-        print_yaml(doc)
+        print_yaml(pres.to_dict())
     else:
-        render(doc, show_tensors=tensors)
+        render(pres, show_tensors=tensors)
 
 
-def render(doc: dict, show_tensors: bool = True) -> None:
+def render(pres: "Prescription", show_tensors: bool = True) -> None:
     from rich.table import Table
 
     from scaleadvise.cli.render import console
 
-    m = doc["model"]
-    al = doc["alignment"]
+    m = pres.model
     console.print(
-        f"[bold]{doc['parameterization']}[/] + [bold]{doc['optimizer']}[/] at width [bold]{doc['width']:,}[/] "
-        f"(base {doc['base_width']:,}, base LR {fmt(doc['base_lr'])}); model {m['name']} "
-        f"({m['parameters']:,} parameters, depth {m['depth']}); alignment {alignment_text(al)}"
+        f"[bold]{pres.parameterization}[/] + [bold]{pres.optimizer}[/] at width [bold]{pres.width:,}[/] "
+        f"(base {pres.base_width:,}, base LR {fmt(pres.base_lr)}); model {m.name} "
+        f"({m.parameters:,} parameters, depth {m.depth}); alignment {alignment_text(pres.alignment.as_dict())}"
     )
     table = Table(title="Per layer type (exponents as powers of n; values at the target width)")
     for col in ("layer", "mult ∝", "std ∝", "LR ∝", "grad ∝", "gamma", "multiplier", "init std", "LR", "eps"):
         table.add_column(col, justify="left" if col == "layer" else "right")
-    for t, v in doc["layers"].items():
-        table.add_row(t, power(v["a"]), power(v["b"]), power(v["c"]), power(v["g"]), fmt(v["gamma"]),
-                      fmt(v["multiplier"]), fmt(v["init_std"]), fmt(v["lr"]), fmt(v["eps"]))
+    for t, v in pres.layers.items():
+        table.add_row(t, power(v.a), power(v.b), power(v.c), power(v.g), fmt(v.gamma),
+                      fmt(v.multiplier), fmt(v.init_std), fmt(v.lr), fmt(v.eps))
     console.print(table)
-    for t, v in doc["layers"].items():
-        console.print(f"  [dim]{t} LR: {v['why']}[/]")
-    verdict = " ".join(f"{k}={'yes' if doc[k] else 'NO'}" for k in ("stable", "nontrivial", "feature_learning"))
-    console.print(f"verdict: {verdict}; attention logits x {'1/sqrt(head_dim)' if doc['attention_scale'] == 'sqrt' else '1/head_dim'}; "
-                  f"gamma: {doc['constants_source']}")
-    for v in doc["violations"]:
-        console.print(f"[red]violated[/] {v['layer']}: {v['constraint']} (short by {v['shortfall']:g})")
-    for note in doc["notes"]:
+    for t, v in pres.layers.items():
+        console.print(f"  [dim]{t} LR: {v.why}[/]")
+    verdict = " ".join(f"{k}={'yes' if getattr(pres, k) else 'NO'}" for k in ("stable", "nontrivial", "feature_learning"))
+    scale = "1/sqrt(head_dim)" if pres.attention_scale == "sqrt" else "1/head_dim"
+    console.print(f"verdict: {verdict}; attention logits x {scale}; gamma: {pres.constants_source}")
+    console.print(f"alignment: {pres.alignment_source}; hidden chain: {m.hidden_chain} hidden layers")
+    for v in pres.violations:
+        console.print(f"[red]violated[/] {v.layer}: {v.constraint} (short by {v.shortfall:g})")
+    for note in pres.notes:
         console.print(f"[yellow]note[/]: {note}")
-    if show_tensors and doc.get("tensors"):
-        console.print(_tensor_table(doc["tensors"]))
+    if show_tensors and pres.tensors:
+        console.print(_tensor_table(pres.tensors))
 
 
-def _tensor_table(tensors: list[dict]) -> "Table":
+def _tensor_table(tensors: list["TensorValues"]) -> "Table":
     """One row per distinct tensor; repeated blocks collapse to ``blocks.*.name x depth``."""
     from rich.table import Table
 
     rows: dict[str, list] = {}
     for t in tensors:
-        key = re.sub(r"\.(\d+)\.", ".*.", t["name"], count=1)
+        key = re.sub(r"\.(\d+)\.", ".*.", t.name, count=1)
         if key in rows:
             rows[key][1] += 1
         else:
@@ -155,6 +157,6 @@ def _tensor_table(tensors: list[dict]) -> "Table":
     for col in ("tensor", "count", "type", "shape", "init", "std/value", "multiplier", "LR", "eps"):
         table.add_column(col, justify="left" if col in ("tensor", "type", "init") else "right")
     for key, (t, count) in rows.items():
-        table.add_row(key, str(count), t["layer_type"], "x".join(map(str, t["shape"])), t["init"],
-                      fmt(t["init_std"]), fmt(t["multiplier"]), fmt(t["lr"]), fmt(t["eps"]))
+        table.add_row(key, str(count), t.layer_type, "x".join(map(str, t.shape)), t.init,
+                      fmt(t.init_std), fmt(t.multiplier), fmt(t.lr), fmt(t.eps))
     return table

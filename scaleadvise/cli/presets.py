@@ -15,7 +15,7 @@ def presets(json_out: Annotated[bool, typer.Option("--json", help="Print as JSON
     from scaleadvise.core.constants import PRESET_DIR as CONST_DIR, list_constant_sets
     from scaleadvise.core.model import expand, list_presets, load_model, parameter_count
     from scaleadvise.core.parameterizations import NAMES
-    from scaleadvise.core.theory import OPTIMIZERS
+    from scaleadvise.core.optimizers import OPTIMIZERS
 
     models = []
     for name in list_presets():

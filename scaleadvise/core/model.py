@@ -3,12 +3,16 @@
 A model is plain data (YAML, validated by pydantic): named dimensions written as
 expressions of the width ``d`` (``ffn: 4 * d``, ``heads: d // head_dim``), and a
 list of tensors with shapes in those dimensions, repeated over blocks. Layer types
-are *derived*, never declared, with the muP cheat sheet's rule: evaluate every
-shape at two widths and see which dimensions grow.
+are *derived*, never declared: every shape is evaluated at two widths and
+``core.classify.by_growth`` sees which dimensions grow (the muP cheat sheet's rule).
 
-    fan-in fixed,  fan-out grows  -> embedding  (input layers, also biases and norm gains)
-    fan-in grows,  fan-out grows  -> hidden
-    fan-in grows,  fan-out fixed  -> readout
+The theory's network is a chain of hidden layers (§3.1); ``hidden_chain`` says how
+many hidden layers the model's longest path holds, an expression like the dims
+(default ``depth``). It matters once a hidden omega exceeds 1/2: each hidden layer
+then shrinks the residual r by omega - 1/2 (Table 2), so the embedding's LR exponent
+grows with the chain. In a pre-LN Transformer block the path from the residual stream
+back to it runs through two dense layers in the attention (v, then o; q and k sit
+beside v) and two in the MLP (up, then down): ``hidden_chain: 4 * depth``.
 
 Layouts: ``linear`` is [fan_out, fan_in] (torch.nn.Linear); ``embedding`` is
 [num_embeddings, dim] (a lookup is a one-hot matmul, so fan_in = rows); ``norm``
@@ -19,16 +23,15 @@ import ast
 import operator
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from scaleadvise.core.classify import Label, TensorKind, by_growth
 from scaleadvise.core.presets import preset_dir
+from scaleadvise.core.rule import fans, scale_dim
 from scaleadvise.errors import UserError
-from scaleadvise.core.theory import LayerType
 
 PRESET_DIR = preset_dir("models")
-TensorKind = Literal["linear", "embedding", "norm", "bias"]
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
         ast.FloorDiv: operator.floordiv, ast.Div: operator.truediv}
@@ -81,6 +84,7 @@ class ModelSpec(BaseModel):
     width: int = Field(1024, gt=0, description="default width d")
     depth: int = Field(gt=0)
     head_dim: int | None = Field(None, gt=0)
+    hidden_chain: int | str = Field("depth", description="hidden layers on the longest path (module doc)")
     dims: dict[str, int | str] = Field(default_factory=dict)
     tensors: list[TensorSpec] = Field(min_length=1)
     notes: str = ""
@@ -111,7 +115,7 @@ class Tensor(BaseModel):
     shape: list[int]
     fan_in: int
     fan_out: int
-    layer_type: LayerType
+    layer_type: Label
     scale_dim: int  # the width-scaling dimension n_t the exponents apply to
 
     @cached_property
@@ -120,22 +124,6 @@ class Tensor(BaseModel):
         for s in self.shape:
             n *= s
         return n
-
-
-def _fans(kind: TensorKind, shape: list[int]) -> tuple[int, int]:
-    if kind == "linear":
-        return (shape[1], shape[0]) if len(shape) == 2 else (1, shape[0])
-    if kind == "embedding":
-        return shape[0], shape[1]
-    return 1, shape[0]
-
-
-def _classify(fan_in: tuple[float, float], fan_out: tuple[float, float], kind: TensorKind) -> LayerType:
-    """The cheat sheet's fan-in/fan-out rule, from shapes at two widths."""
-    grows_in, grows_out = fan_in[1] != fan_in[0], fan_out[1] != fan_out[0]
-    if kind in ("norm", "bias") or not grows_in:
-        return "embedding"  # vectors and fixed fan-in: input-type (cheat sheet)
-    return "hidden" if grows_out else "readout"
 
 
 def _int_dim(value: float, what: str, model: str, width: int) -> int:
@@ -158,12 +146,11 @@ def expand(spec: ModelSpec, width: int) -> list[Tensor]:
     def concrete(t: TensorSpec, i: int) -> Tensor:
         shape = [_int_dim(eval_dim(s, env), f"{t.name} shape", spec.name, width) for s in t.shape]
         shape2 = [eval_dim(s, env2) for s in t.shape]
-        fi, fo = _fans(t.kind, shape)
-        fi2, fo2 = _fans(t.kind, shape2)  # type: ignore[arg-type]
-        layer = _classify((fi, fi2), (fo, fo2), t.kind)
-        scale_dim = fi if layer in ("hidden", "readout") else fo
+        fi, fo = fans(t.kind, shape)
+        fi2, fo2 = fans(t.kind, shape2)  # type: ignore[arg-type]
+        layer = by_growth(t.kind, fi2 != fi, fo2 != fo)
         return Tensor(name=t.name.replace("{i}", str(i)), kind=t.kind, shape=shape, fan_in=fi,
-                      fan_out=fo, layer_type=layer, scale_dim=scale_dim)
+                      fan_out=fo, layer_type=layer, scale_dim=scale_dim(layer, fi, fo))
 
     # Consecutive repeated tensors form a block; list them block by block, as a
     # state_dict would (blocks.0.*, blocks.1.*, ...).
@@ -194,7 +181,7 @@ def list_presets() -> list[str]:
 
 def load_model(name_or_path: str) -> ModelSpec:
     """A preset name (``nanodo``, ``gpt2``, ``llama``, ``mlp``) or a YAML file path."""
-    import yaml
+    from scaleadvise.core.files import read_yaml
 
     path = Path(name_or_path)
     if not path.suffix and (PRESET_DIR / f"{name_or_path}.yaml").exists():
@@ -207,10 +194,7 @@ def load_model(name_or_path: str) -> ModelSpec:
         hint = get_close_matches(name_or_path, list_presets(), n=1)
         extra = f"; did you mean {hint[0]!r}?" if hint else ""
         raise UserError(f"--model: unknown preset {name_or_path!r} (presets: {', '.join(list_presets())}){extra}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    data = read_yaml(path, "--model")
     try:
         return ModelSpec.model_validate(data)
     except ValidationError as e:
@@ -239,28 +223,9 @@ def parameter_count(tensors: list[Tensor]) -> int:
     return sum(t.numel for t in tensors)
 
 
-# Names in the emitted training script and in the presets; used to map a
-# gradient/alignment CSV's tensor names to layer types without a model file.
-_NAME_RULES: tuple[tuple[str, LayerType], ...] = (
-    ("readout", "readout"), ("lm_head", "readout"), ("unembed", "readout"), ("head", "readout"),
-    ("embed", "embedding"), ("wte", "embedding"), ("wpe", "embedding"), ("tok_emb", "embedding"),
-    ("pos_emb", "embedding"), ("norm", "embedding"), ("ln", "embedding"), (".bias", "embedding"),
-    ("attn", "hidden"), ("mlp", "hidden"), ("ffn", "hidden"), ("hidden", "hidden"), ("blocks", "hidden"),
-)
-
-
-def classify_tensor_name(name: str) -> LayerType | None:
-    """Layer type of a tensor name, or of a layer-type name itself; None if unknown."""
-    key = name.strip().lower()
-    if key.endswith(".weight"):
-        key = key[: -len(".weight")]
-    if key in ("embedding", "hidden", "readout"):
-        return key  # type: ignore[return-value]
-    parts = key.split(".")
-    for needle, layer in _NAME_RULES:
-        if needle.startswith("."):
-            if key.endswith(needle):
-                return layer
-        elif any(p == needle or p.startswith(needle) or p.endswith(needle) for p in parts):
-            return layer
-    return None
+def hidden_chain(spec: ModelSpec, width: int) -> int:
+    """Hidden layers on the model's longest path (module doc), at least 1."""
+    n = eval_dim(spec.hidden_chain, spec.env(width))
+    if n != int(n) or n < 1:
+        raise UserError(f"model {spec.name}: hidden_chain = {n:g} is not a positive integer")
+    return int(n)

@@ -12,12 +12,13 @@ alignment. Two names also fix something the theory leaves free:
   LR*, 1/sqrt(n) below the embedding's maximal stable LR (``c_offset``).
 """
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Mapping
 
 from scaleadvise.errors import UserError
-from scaleadvise.core.theory import LAYER_TYPES, LayerType
+from scaleadvise.core.classify import LAYER_TYPES, LayerType
 
 AttentionScale = Literal["sqrt", "linear"]
 
@@ -99,22 +100,21 @@ def parse_triple(text: str, flag: str) -> dict[LayerType, float]:
     if len(parts) != 3:
         raise UserError(f"{flag}: expected three numbers EMBEDDING,HIDDEN,READOUT, got {text!r}")
     try:
-        return dict(zip(LAYER_TYPES, (float(p) for p in parts)))
+        values = [float(p) for p in parts]
     except ValueError:
         raise UserError(f"{flag}: {text!r} is not three numbers EMBEDDING,HIDDEN,READOUT") from None
+    for t, v in zip(LAYER_TYPES, values):
+        if not math.isfinite(v):
+            raise UserError(f"{flag}: the {t} value {v} is not a finite number")
+    return dict(zip(LAYER_TYPES, values))
 
 
 def load_custom(path: str | Path) -> Parameterization:
     """A YAML file ``{name?, a: {embedding, hidden, readout}, b: {...}, attention_scale?}``."""
-    import yaml
+    from scaleadvise.core.files import read_yaml
 
     p = Path(path)
-    if not p.exists():
-        raise UserError(f"{p}: no such file")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{p}: not valid YAML: {' '.join(str(e).split())}") from None
+    data = read_yaml(p, "--custom-file")
     if not isinstance(data, dict) or "a" not in data or "b" not in data:
         raise UserError(f"{p}: expected a mapping with keys 'a' and 'b' (each embedding/hidden/readout)")
     vals: dict[str, dict[LayerType, float]] = {}
@@ -129,6 +129,8 @@ def load_custom(path: str | Path) -> Parameterization:
                 vals.setdefault(key, {})[t] = float(block[t])
             except (TypeError, ValueError):
                 raise UserError(f"{p}: field '{key}.{t}' = {block[t]!r} is not a number") from None
+            if not math.isfinite(vals[key][t]):
+                raise UserError(f"{p}: field '{key}.{t}' = {block[t]!r} is not a finite number")
     scale = data.get("attention_scale", "sqrt")
     if scale not in ("sqrt", "linear"):
         raise UserError(f"{p}: field 'attention_scale' must be 'sqrt' or 'linear', got {scale!r}")

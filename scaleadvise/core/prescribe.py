@@ -1,33 +1,36 @@
-"""Absolute per-tensor hyperparameters at a width: the ``prescribe`` contract.
+"""Every per-tensor hyperparameter at a target width: the ``prescribe`` command's core.
 
-Exponents come from the theory (theory.max_stable_lr_exponents); this module turns
-them into numbers for every tensor of a model (§4.2.1, §4.3, C.2, C.4):
+The exponents come from the theory (``theory.max_stable_lr_exponents`` on the model's
+real chain of hidden layers, for the optimizer family and the alignment in force); the
+numbers from the one per-tensor rule (``core.rule``):
 
-    multiplier = n_t^-a                      n_t: the tensor's width-scaling dimension
-    init std   = sigma * n_t^-b              (fan_in for hidden/readout, the width for
-                                              embedding-type tensors; 4n for mlp.down)
-    lr         = base_lr * gamma * (n / base_width)^-c        (C.4)
-    eps        = eps, or base_eps * (n / base_width)^-g       (per-layer epsilon, §4.3)
+    multiplier = n_t^-a        init std = sigma · n_t^-b
+    lr = base_lr · gamma · (n / base_width)^-c        eps = base_eps · (n / base_width)^-e
 
-sigma is 0.01 for embedding tables whose exponent b is 0 (C.2), 1/sqrt(fan_in) for
-input *linear* layers (a constant: their fan-in does not grow), and 1 otherwise, so
-hidden and readout layers get the familiar 1/sqrt(fan_in) at b = 1/2. u-muP's unit
-init uses sigma = 1 for embedding tables too. Norm gains start at n_t^-b (1 for
-every b = 0 parameterization) and biases at 0.
+sigma (C.2): 0.01 for embedding tables whose exponent b is 0, 1/sqrt(fan_in) for input
+*linear* layers (a constant: their fan-in does not grow), 1 otherwise, so hidden and
+readout layers get the familiar 1/sqrt(fan_in) at b = 1/2; u-muP's unit init uses 1 for
+tables too. Norm gains start at n_t^-b (1 for every b = 0 parameterization), biases at 0.
+e is 0 for a constant epsilon and the per-layer exponent of ``core.optimizers`` (g, or 2g
+where epsilon is added to v) with ``--eps per-layer``. gamma is converted to the user's
+base width when the constant set was tuned at another (``core.constants``).
 """
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from scaleadvise.core.constants import load_constants
-from scaleadvise.errors import UserError
-from scaleadvise.core.model import Tensor, expand, load_model, parameter_count, with_overrides
+from scaleadvise.core import rule
+from scaleadvise.core.alignment import resolve_alignment
+from scaleadvise.core.classify import LAYER_TYPES, LayerType
+from scaleadvise.core.constants import convert, load_constants
+from scaleadvise.core.model import Tensor, expand, hidden_chain, load_model, parameter_count, with_overrides
+from scaleadvise.core.optimizers import Family, Optimizer, get_optimizer
 from scaleadvise.core.parameterizations import Parameterization, get_parameterization
-from scaleadvise.core.theory import LAYER_TYPES, Family, max_stable_lr_exponents, optimizer_family, parse_alignment
+from scaleadvise.core.prescription import LayerValues, ModelSummary, Prescription, TensorValues, Violation
+from scaleadvise.core.theory import max_stable_lr_exponents
+from scaleadvise.errors import UserError
 
-# Table C2 defaults: Adam and Adam+PS use 1e-9, Adafactor 1e-30; atan2 has none.
-DEFAULT_EPS = {"adam": 1e-9, "adamw": 1e-9, "adam-ps": 1e-9, "adafactor": 1e-30}
 EMBEDDING_STD = 0.01  # C.2
 
 
@@ -38,7 +41,7 @@ class PrescribeRequest:
     width: int = 1024
     base_width: int = 1024
     base_lr: float = 1e-3
-    alignment: str = "full"
+    alignment: str | None = None  # None: the paper's default for the optimizer family
     omega_readout: float | None = None
     constants: str = "default"
     eps: float | Literal["per-layer"] | None = None  # None: the optimizer's default
@@ -53,6 +56,10 @@ class PrescribeRequest:
     sgd_readout: Literal["preserve", "max"] = "preserve"
     tensors: bool = True
     command: str | None = field(default=None, repr=False)
+    # A user's own module (scaleadvise.torch.parameterize): its classified tensors replace
+    # the model preset, and hidden_chain its longest path of hidden layers (core/model.py).
+    module_tensors: list[Tensor] | None = field(default=None, repr=False)
+    hidden_chain: int | None = None
 
 
 def _check_numbers(req: PrescribeRequest) -> None:
@@ -66,23 +73,28 @@ def _check_numbers(req: PrescribeRequest) -> None:
             raise UserError(f"{flag} must be a positive number, got {value:g}")
     if isinstance(req.eps, float) and not (math.isfinite(req.eps) and req.eps >= 0):
         raise UserError(f"--eps must be a number >= 0 or 'per-layer', got {req.eps:g}")
+    for flag, value in (("--depth", req.depth), ("--heads", req.heads), ("--head-dim", req.head_dim),
+                        ("--context", req.context), ("--vocab", req.vocab)):
+        if value is not None and value <= 0:
+            raise UserError(f"{flag} must be a positive integer, got {value}")
 
 
-def _eps_mode(req: PrescribeRequest) -> tuple[str, float | None]:
+def _eps_mode(req: PrescribeRequest, opt: Optimizer) -> tuple[str, float | None]:
     """('constant', eps) | ('per-layer', base_eps) | ('none', None)."""
-    name = req.optim.strip().lower()
-    if name in ("adam-atan2", "sgd", "lion", "sign-sgd"):
-        if req.eps not in (None, 0.0):
-            raise UserError(f"--eps: {name} has no epsilon (adam-atan2 is scale-invariant, C.5)")
+    if opt.eps is None:
+        if req.eps not in (None, 0.0) or req.base_eps is not None:
+            why = "adam-atan2 is scale-invariant, C.5" if opt.name == "adam-atan2" else "its update has no denominator"
+            raise UserError(f"--eps: {opt.name} has no epsilon ({why})")
         return "none", None
     if req.eps == "per-layer":
-        return "per-layer", req.base_eps if req.base_eps is not None else DEFAULT_EPS.get(name, 1e-9)
+        return "per-layer", req.base_eps if req.base_eps is not None else opt.default_eps
     if req.base_eps is not None:
         raise UserError("--base-eps only applies with --eps per-layer")
-    return "constant", DEFAULT_EPS.get(name, 1e-9) if req.eps is None else float(req.eps)
+    return "constant", opt.default_eps if req.eps is None else float(req.eps)
 
 
 def _sigma(t: Tensor, p: Parameterization, b: float) -> float:
+    """The width-independent factor of the init std (C.2; module doc)."""
     if t.layer_type == "embedding" and t.kind == "embedding":
         return 1.0 if p.unit_init or b != 0 else EMBEDDING_STD
     if t.layer_type == "embedding" and t.kind == "linear":
@@ -90,99 +102,113 @@ def _sigma(t: Tensor, p: Parameterization, b: float) -> float:
     return 1.0
 
 
-def tensor_values(t: Tensor, p: Parameterization, layer: dict[str, Any]) -> dict[str, Any]:
-    """Init, multiplier, LR and eps of one tensor (the per-type LR/eps are shared)."""
-    a, b = layer["a"], layer["b"]
+def _tensor(t: Tensor, p: Parameterization, layers: dict[LayerType, LayerValues], c_rule: dict[LayerType, float],
+            req: PrescribeRequest, base_eps: float | None) -> TensorValues:
+    """One tensor's values by the rule; "fixed" tensors (nothing grows) take no exponent."""
     n_t = t.scale_dim
+    if t.layer_type == "fixed":  # width-independent: its own init, base LR and epsilon
+        return TensorValues(name=t.name, layer_type="fixed", kind=t.kind, shape=list(t.shape), scale_dim=n_t,
+                            init="keep", sigma=None, init_std=None, multiplier=1.0, lr=req.base_lr, eps=base_eps)
+    layer = layers[t.layer_type]
+    a, b, gamma = layer.a, layer.b, layer.gamma
+    # u-muP lowers the *input weights'* LR only: norm gains and biases keep the
+    # width-independent LR of unit_scaling.optim (Blake et al. 2024).
+    c = c_rule[t.layer_type] if t.kind in ("norm", "bias") else layer.c
     if t.kind == "bias":
-        init, std = "zeros", 0.0
+        init, sigma, std = "zeros", 0.0, 0.0
     elif t.kind == "norm":
-        init, std = "ones", n_t ** -b
+        init, sigma = "ones", 1.0
+        std = rule.init_std(sigma, b, n_t)
     else:
-        init, std = "normal", _sigma(t, p, b) * n_t ** -b
-    return {"name": t.name, "layer_type": t.layer_type, "shape": t.shape, "init": init, "init_std": std,
-            "multiplier": n_t ** -a, "lr": layer["lr"], "eps": layer["eps"], "scale_dim": n_t}
+        init, sigma = "normal", _sigma(t, p, b)
+        std = rule.init_std(sigma, b, n_t)
+    return TensorValues(
+        name=t.name, layer_type=t.layer_type, kind=t.kind, shape=list(t.shape), scale_dim=n_t, init=init,
+        sigma=sigma, init_std=std, multiplier=rule.multiplier(a, n_t),
+        lr=rule.learning_rate(req.base_lr, gamma, c, req.width, req.base_width),
+        eps=rule.epsilon(base_eps, layer.eps_exponent, req.width, req.base_width))
 
 
-def prescribe(req: PrescribeRequest) -> dict[str, Any]:
-    """The full prescription document (DESIGN.md contract) for one request."""
+def prescribe(req: PrescribeRequest) -> Prescription:
+    """The full prescription for one request."""
     _check_numbers(req)
-    family = optimizer_family(req.optim)
+    opt = get_optimizer(req.optim)
+    family = opt.family
     p = req.custom if req.custom is not None else get_parameterization(req.param)
-    align_text = req.alignment
-    if p.implied_alignment and req.alignment == "full":
-        align_text = p.implied_alignment  # e.g. --param mup-na means no alignment
-    alignment = parse_alignment(align_text, req.omega_readout)
-    gamma, gamma_source = load_constants(req.constants, req.optim.strip().lower(), p.name)
-    eps_mode, eps_value = _eps_mode(req)
+    implied = req.alignment is None and p.implied_alignment is not None
+    alignment, align_source = resolve_alignment(p.implied_alignment if implied else req.alignment, family,
+                                                req.omega_readout)
+    if implied:
+        align_source = f"--param {req.param} implies {p.implied_alignment} alignment (muP cheat sheet)"
+    eps_mode, base_eps = _eps_mode(req, opt)
 
-    spec = load_model(req.model)
-    head_dim = req.head_dim
-    if req.heads is not None:
-        if req.heads <= 0 or req.width % req.heads:
-            raise UserError(f"--heads {req.heads} does not divide --width {req.width}")
-        head_dim = req.width // req.heads
-    spec = with_overrides(spec, depth=req.depth, head_dim=head_dim, context=req.context, vocab=req.vocab)
-    tensors = expand(spec, req.width)
+    if req.module_tensors is not None:
+        spec, tensors = None, req.module_tensors
+        chain = req.hidden_chain or max(1, sum(t.layer_type == "hidden" for t in tensors))
+    else:
+        spec = load_model(req.model)
+        head_dim = req.head_dim
+        if req.heads is not None:
+            if req.width % req.heads:
+                raise UserError(f"--heads {req.heads} does not divide --width {req.width}")
+            head_dim = req.width // req.heads
+        spec = with_overrides(spec, depth=req.depth, head_dim=head_dim, context=req.context, vocab=req.vocab)
+        tensors = expand(spec, req.width)
+        chain = req.hidden_chain or hidden_chain(spec, req.width)
 
-    sol = max_stable_lr_exponents(p.a, p.b, family, alignment, n_hidden=2, sgd_readout=req.sgd_readout)
-    ratio = req.width / req.base_width
-    layers: dict[str, dict[str, Any]] = {}
+    sol = max_stable_lr_exponents(p.a, p.b, family, alignment, n_hidden=chain, sgd_readout=req.sgd_readout)
+    c = {t: sol.c[t] + p.c_offset[t] for t in LAYER_TYPES}
+    constants = convert(load_constants(req.constants, opt.name, p.name), c, req.base_width)
+    layers: dict[LayerType, LayerValues] = {}
     for t in LAYER_TYPES:
-        c = sol.c[t] + p.c_offset[t]
-        lr = req.base_lr * gamma[t] * ratio ** -c
-        eps = None if eps_mode == "none" else (
-            eps_value * ratio ** -sol.g[t] if eps_mode == "per-layer" else eps_value)
+        e = None if eps_mode == "none" else (opt.eps_exponent(sol.g[t]) if eps_mode == "per-layer" else 0.0)
         why = sol.binding[t]
         if p.c_offset[t]:
-            why += f"; then lowered by n^-{p.c_offset[t]:g} ({p.name}'s down-scaled LR)"
-        layers[t] = {"a": p.a[t], "b": p.b[t], "c": c, "g": sol.g[t], "g_train": sol.g_train[t],
-                     "gamma": gamma[t], "lr": lr, "eps": eps, "why": why}
-    rep = {t: next((x for x in tensors if x.layer_type == t and x.scale_dim == req.width
-                    and x.kind in ("linear", "embedding")), None) for t in LAYER_TYPES}
-    for t, x in rep.items():
-        if x is not None:
-            vals = tensor_values(x, p, layers[t])
-            layers[t]["init_std"], layers[t]["multiplier"] = vals["init_std"], vals["multiplier"]
-        else:
-            layers[t]["init_std"] = req.width ** -p.b[t]
-            layers[t]["multiplier"] = req.width ** -p.a[t]
+            why += f"; then lowered by n^-{p.c_offset[t]:g} ({p.name}'s down-scaled input LR; norms and biases keep n^0)"
+        rep = next((x for x in tensors if x.layer_type == t and x.scale_dim == req.width
+                    and x.kind in ("linear", "embedding")), None)
+        n_t = rep.scale_dim if rep is not None else req.width
+        sigma = _sigma(rep, p, p.b[t]) if rep is not None else 1.0
+        layers[t] = LayerValues(
+            a=p.a[t], b=p.b[t], c=c[t], g=sol.g[t], g_train=sol.g_train[t], gamma=constants.gamma[t],
+            lr=rule.learning_rate(req.base_lr, constants.gamma[t], c[t], req.width, req.base_width),
+            eps=rule.epsilon(base_eps, e, req.width, req.base_width), eps_exponent=e,
+            init_std=rule.init_std(sigma, p.b[t], n_t), multiplier=rule.multiplier(p.a[t], n_t), why=why)
+    values = [_tensor(x, p, layers, sol.c, req, base_eps) for x in tensors] if req.tensors else []
 
-    nontrivial = sol.nontrivial
     notes = list(sol.notes)
-    if sol.stable and not nontrivial:
+    if sol.stable and not sol.nontrivial:
         worst = min(sol.verdict.logit_terms.values())
         notes.append(f"trivial: at these LRs the logits move only as n^-{worst:g} (B.14); "
                      "a larger readout LR would make them move (see --sgd-readout max for SGD)")
     if family is Family.ADAM and eps_mode == "constant":
         notes.append("a constant epsilon eventually dominates sqrt(v) as gradients shrink with width "
                      "(§4.3): see `scaleadvise epsilon`, or use --eps per-layer / adam-atan2")
-    doc: dict[str, Any] = {
-        "parameterization": p.name,
-        "optimizer": req.optim.strip().lower(),
-        "optimizer_family": family.value,
-        "width": req.width,
-        "base_width": req.base_width,
-        "base_lr": req.base_lr,
-        "alignment": alignment.as_dict(),
-        "constants": {t: gamma[t] for t in LAYER_TYPES},
-        "constants_source": gamma_source,
-        "eps_mode": eps_mode,
-        "base_eps": eps_value,
-        "attention_scale": p.attention_scale,
-        "layers": layers,
-        "model": {"name": spec.name, "width": req.width, "depth": spec.depth, "head_dim": spec.head_dim,
-                  **{k: int(v) for k, v in spec.env(req.width).items() if k not in ("d", "depth", "head_dim")},
-                  "parameters": parameter_count(tensors)},
-        "stable": sol.stable,
-        "nontrivial": nontrivial,
-        "feature_learning": sol.feature_learning,
-        "violations": [{"layer": k.layer, "constraint": k.expression, "shortfall": k.shortfall}
-                       for k in sol.violations],
-        "notes": notes,
-    }
-    if req.tensors:
-        doc["tensors"] = [tensor_values(x, p, layers[x.layer_type]) for x in tensors]
-    if req.command:
-        doc["command"] = req.command
-    return doc
+    if p.name == "umup":
+        notes.append(UMUP_OPS_NOTE)
+    if spec is None:
+        model = ModelSummary(name="module", width=req.width, depth=chain, head_dim=None, dims={},
+                             parameters=parameter_count(tensors), hidden_chain=chain)
+    else:
+        env = spec.env(req.width)
+        model = ModelSummary(
+            name=spec.name, width=req.width, depth=spec.depth, head_dim=spec.head_dim,
+            dims={k: int(v) for k, v in env.items() if k not in ("d", "depth", "head_dim")},
+            parameters=parameter_count(tensors), hidden_chain=chain)
+    return Prescription(
+        parameterization=p.name, optimizer=opt.name, family=family, width=req.width, base_width=req.base_width,
+        base_lr=req.base_lr, alignment=alignment, alignment_source=align_source, constants=constants.gamma,
+        constants_source=constants.source, eps_mode=eps_mode, base_eps=base_eps,
+        attention_scale=p.attention_scale, layers=layers, model=model, stable=sol.stable,
+        nontrivial=sol.nontrivial, feature_learning=sol.feature_learning,
+        violations=[Violation(k.layer, k.expression, k.shortfall) for k in sol.violations],
+        notes=notes, tensors=values, command=req.command)
+
+
+# u-muP (Blake et al. 2024, "u-μP: The Unit-Scaled Maximal Update Parametrization") is the
+# muP rules *and* unit-scaled operations: matmuls, residual adds, attention and the loss
+# rescaled so every tensor is unit-variance at init. The rules alone on standard ops are
+# not u-muP, so the tools that train or apply a prescription refuse it.
+UMUP_OPS_NOTE = ("u-muP is these rules plus unit-scaled ops (scaled matmuls, residual and attention "
+                 "scaling, unit-scaled loss; Blake et al. 2024), which scaleadvise does not implement: "
+                 "emit-train and parameterize refuse umup; use these LRs with the unit-scaling package's modules")

@@ -5,7 +5,9 @@ SP and NTK are one class, muP and MFP another (Table 1's rows, up to this shift)
 
 from typing import Mapping
 
-from scaleadvise.core.theory import _TOL, LAYER_TYPES, LR_SHIFT, Family, LayerType, _clean, optimizer_family
+from scaleadvise.core.classify import LAYER_TYPES, LayerType
+from scaleadvise.core.optimizers import Family, optimizer_family
+from scaleadvise.core.theory import _TOL, LR_SHIFT, _clean
 
 
 def abc_shift(

@@ -54,125 +54,17 @@ How the paper's notation is resolved here
 """
 
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Literal, Mapping
 
+from scaleadvise.core.alignment import FULL, Alignment
+from scaleadvise.core.classify import LAYER_TYPES, LayerType
+from scaleadvise.core.optimizers import Family, optimizer_family
 from scaleadvise.errors import UserError
 
-LayerType = Literal["embedding", "hidden", "readout"]
-LAYER_TYPES: tuple[LayerType, ...] = ("embedding", "hidden", "readout")
 _TOL = 1e-9  # exponents are sums of halves and user alignments; compare with slack
-
-
-class Family(str, Enum):
-    """Optimizer families by how the update scales (§2.1, B.8)."""
-
-    SGD = "sgd"
-    ADAM = "adam"
-    ADAFACTOR = "adafactor"
-
-
-OPTIMIZERS: dict[str, Family] = {
-    "sgd": Family.SGD,
-    "adam": Family.ADAM,
-    "adamw": Family.ADAM,
-    "adam-atan2": Family.ADAM,
-    "lion": Family.ADAM,
-    "sign-sgd": Family.ADAM,
-    "adafactor": Family.ADAFACTOR,
-    "adam-ps": Family.ADAFACTOR,
-}
 
 # abc-symmetry LR correction per unit of theta (§3.2): c <- c - k * theta.
 LR_SHIFT: dict[Family, float] = {Family.SGD: 2.0, Family.ADAM: 1.0, Family.ADAFACTOR: 0.0}
-
-
-def optimizer_family(name: str | Family) -> Family:
-    """Family of an optimizer name (sgd, adam, adamw, adam-atan2, adafactor, adam-ps, ...)."""
-    if isinstance(name, Family):
-        return name
-    key = name.strip().lower().replace("_", "-")
-    if key in OPTIMIZERS:
-        return OPTIMIZERS[key]
-    if key in {f.value for f in Family}:
-        return Family(key)
-    from difflib import get_close_matches
-
-    hint = get_close_matches(key, list(OPTIMIZERS), n=1)
-    extra = f"; did you mean {hint[0]!r}?" if hint else ""
-    raise UserError(f"--optim: unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)}){extra}")
-
-
-# --------------------------------------------------------------------------- alignment
-
-
-@dataclass(frozen=True)
-class Alignment:
-    """Alignment exponents (B.11) for layers l >= 2.
-
-    alpha: ΔW_l · z_{l-1};  omega: W_l · Δz_{l-1};  u: ΔW_l · Δz_{l-1}.
-    1/2 is no alignment (central-limit scaling), 1 is full alignment (law of large
-    numbers). The ``*_readout`` fields override the value on the readout layer.
-    """
-
-    alpha: float = 1.0
-    omega: float = 0.5
-    u: float = 1.0
-    alpha_readout: float | None = None
-    omega_readout: float | None = None
-    u_readout: float | None = None
-
-    def at(self, layer: LayerType) -> tuple[float, float, float]:
-        """(alpha, omega, u) on a hidden or readout layer."""
-        if layer == "readout":
-            return (
-                self.alpha if self.alpha_readout is None else self.alpha_readout,
-                self.omega if self.omega_readout is None else self.omega_readout,
-                self.u if self.u_readout is None else self.u_readout,
-            )
-        return self.alpha, self.omega, self.u
-
-    def as_dict(self) -> dict[str, float]:
-        alpha_r, omega_r, u_r = self.at("readout")
-        return {"alpha": self.alpha, "omega": self.omega, "u": self.u,
-                "alpha_readout": alpha_r, "omega_readout": omega_r, "u_readout": u_r}
-
-
-FULL = Alignment(alpha=1.0, omega=0.5, u=1.0)  # Table 1 middle
-NONE = Alignment(alpha=0.5, omega=0.5, u=0.5)  # Table 1 right
-YANG_HU = Alignment(alpha=1.0, omega=0.5, u=1.0, omega_readout=1.0)  # Tensor Programs, §3.3.3
-NAMED_ALIGNMENTS = {"full": FULL, "none": NONE, "yang-hu": YANG_HU, "tp": YANG_HU}
-
-
-def parse_alignment(text: str | Alignment, omega_readout: float | None = None) -> Alignment:
-    """Parse ``full``, ``none``, ``yang-hu``, ``ALPHA,OMEGA,U`` (every layer l >= 2) or six
-    numbers ``ALPHA,OMEGA,U,ALPHA_R,OMEGA_R,U_R`` (hidden, then readout: measurements
-    differ by layer type, Figure 2, and `scaleadvise align` prints them in this form)."""
-    if isinstance(text, Alignment):
-        base = text
-    else:
-        key = text.strip().lower()
-        if key in NAMED_ALIGNMENTS:
-            base = NAMED_ALIGNMENTS[key]
-        else:
-            parts = [p.strip() for p in key.split(",")]
-            if len(parts) not in (3, 6):
-                raise UserError(
-                    "--alignment: expected full, none, yang-hu, ALPHA,OMEGA,U or ALPHA,OMEGA,U,ALPHA_R,OMEGA_R,U_R "
-                    f"(three or six numbers), got {text!r}"
-                )
-            try:
-                values = [float(p) for p in parts]
-            except ValueError:
-                raise UserError(f"--alignment: {text!r} is not {len(parts)} numbers") from None
-            base = Alignment(*values)
-    if omega_readout is not None:
-        base = Alignment(base.alpha, base.omega, base.u, base.alpha_readout, omega_readout, base.u_readout)
-    for name, value in base.as_dict().items():
-        if not 0.0 <= value <= 1.0:
-            flag = "--omega-readout" if name == "omega_readout" and omega_readout is not None else "--alignment"
-            raise UserError(f"{flag}: {name} = {value:g} is outside [0, 1]")
-    return base
 
 
 # --------------------------------------------------------------------------- network

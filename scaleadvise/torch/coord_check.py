@@ -31,7 +31,9 @@ from scaleadvise.errors import UserError
 from scaleadvise.script.template.nanodo import NanoDO, apply_prescription, model_dims, param_groups, plain_prescription, \
     resolve_model
 from scaleadvise.script.template.train import make_optimizer
-from scaleadvise.core.theory import Alignment, Family, evaluate, optimizer_family
+from scaleadvise.core.alignment import Alignment
+from scaleadvise.core.optimizers import Family, optimizer_family
+from scaleadvise.core.theory import evaluate
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -113,6 +115,10 @@ def coord_check(prescription: dict, widths: Iterable[int], batches: Callable[[in
     ``len(batches(seed))`` steps and trace (``trace``); RMS values are averaged over
     seeds (as microsoft/mup does). Returns {"widths", "coordinates", "h": {name:
     [[t0..T] per width]}, "delta": ..., "loss": [[per step] per width]}."""
+    if prescription.get("parameterization") == "umup":
+        from scaleadvise.core.prescribe import UMUP_OPS_NOTE
+
+        raise UserError(f"coord_check: {UMUP_OPS_NOTE}")
     widths = list(widths)
     names = nanodo_coordinates(int(prescription["model"]["depth"]))
     out: dict = {"widths": widths, "coordinates": names, "h": {n: [] for n in names},

@@ -20,7 +20,7 @@ embedding, norm gain, bias) and its *layer type* (§2.1: embedding l = 1, hidden
    differs between the two grows with width, and the muP cheat sheet's rule applies:
    fan-in fixed & fan-out grows -> embedding, both grow -> hidden, fan-in grows &
    fan-out fixed -> readout.
-4. Names (``scaleadvise.core.model.classify_tensor_name``) for matrices; ``nn.Embedding``
+4. Names (``scaleadvise.core.classify.by_name``) for matrices; ``nn.Embedding``
    tables are embedding-type (a lookup is a one-hot matmul, fan_in = num_embeddings);
    vectors (norm gains, biases) are embedding-type (fan_in 1), except the bias of a
    readout layer.
@@ -48,15 +48,15 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize as P
 
+from scaleadvise.core.classify import LABELS, Label, TensorKind, by_growth, by_name
+from scaleadvise.core.model import Tensor, expand, load_model
+from scaleadvise.core.parameterizations import Parameterization
+from scaleadvise.core.prescribe import PrescribeRequest, prescribe
+from scaleadvise.core.prescribe import UMUP_OPS_NOTE
+from scaleadvise.core.rule import fans, scale_dim
 from scaleadvise.errors import UserError
-from scaleadvise.core.model import Tensor, TensorKind, classify_tensor_name, expand, load_model
-from scaleadvise.core.parameterizations import Parameterization, get_parameterization
-from scaleadvise.core.prescribe import PrescribeRequest, prescribe, tensor_values
-from scaleadvise.core.theory import LAYER_TYPES
 
-Label = Literal["embedding", "hidden", "readout", "fixed"]
 MARK = "_scaleadvise_prescription"  # set on the root module: applying twice is an error
-_LABELS = (*LAYER_TYPES, "fixed")
 _ORIGINAL = ".parametrizations."
 
 
@@ -103,15 +103,6 @@ def _kind(module: nn.Module, attr: str, shape: list[int]) -> TensorKind:
     return "norm"
 
 
-def _fans(kind: TensorKind, shape: list[int]) -> tuple[int, int]:
-    """(fan_in, fan_out); a conv kernel's fan-in counts its receptive field."""
-    if kind == "embedding":
-        return shape[0], shape[1]
-    if kind == "linear":
-        return math.prod(shape[1:]), shape[0]
-    return 1, shape[0] if shape else 1
-
-
 def _plain_name(name: str) -> str:
     """``x.parametrizations.weight.original`` -> ``x.weight``."""
     if _ORIGINAL in name and name.endswith(".original"):
@@ -135,13 +126,6 @@ def _slots(model: nn.Module) -> list[Slot]:
     return out
 
 
-def _by_growth(grows_in: bool, grows_out: bool) -> Label:
-    """The cheat sheet's rule (model.py), plus "fixed" for width-independent tensors."""
-    if grows_in:
-        return "hidden" if grows_out else "readout"
-    return "embedding" if grows_out else "fixed"
-
-
 # A vector (bias, norm gain) of a layer has fan_in 1 and the layer's fan_out, so it is
 # embedding-type where that fan_out grows and width-independent where it does not.
 _VECTOR_OF: dict[str, Label] = {"embedding": "embedding", "hidden": "embedding", "readout": "fixed", "fixed": "fixed"}
@@ -161,9 +145,9 @@ def _from_base(s: Slot, base: dict[str, list[int]]) -> Label:
     b = base[s.name]
     if len(b) != len(s.shape):
         raise UserError(f"base_model: {s.name} has shape {b} there but {s.shape} in the model")
-    fi, fo = _fans(s.kind, s.shape)
-    bfi, bfo = _fans(s.kind, b)
-    return _by_growth(fi != bfi, fo != bfo)
+    fi, fo = fans(s.kind, s.shape)
+    bfi, bfo = fans(s.kind, b)
+    return by_growth(s.kind, fi != bfi, fo != bfo)
 
 
 def _from_name(s: Slot) -> Label:
@@ -171,7 +155,7 @@ def _from_name(s: Slot) -> Label:
         return "embedding"
     if s.kind == "norm":
         return "embedding"  # a gain is a weight from a constant input: fan_in 1 (cheat sheet)
-    label = classify_tensor_name(s.tensor_name)
+    label = by_name(s.tensor_name)
     if label is None:
         raise UserError(f"parameterize: cannot tell the layer type of {s.name} {s.shape} from its name; "
                         "pass base_model= (a narrower copy), layer_types={pattern: type} or model_yaml=")
@@ -188,8 +172,8 @@ def classify(
     """Every parameter of ``model`` with its layout and layer type (see the module doc)."""
     patterns = dict(layer_types or {})
     for pattern, label in patterns.items():
-        if label not in _LABELS:
-            raise UserError(f"layer_types[{pattern!r}]: unknown layer type {label!r} (known: {', '.join(_LABELS)})")
+        if label not in LABELS:
+            raise UserError(f"layer_types[{pattern!r}]: unknown layer type {label!r} (known: {', '.join(LABELS)})")
     yaml_types: dict[str, tuple[Label, list[int]]] = {}
     if model_yaml is not None:
         yaml_types = {t.name: (t.layer_type, t.shape) for t in expand(load_model(model_yaml), width)}
@@ -226,11 +210,9 @@ def classify(
 
 
 def _tensor(s: Slot) -> Tensor:
-    fan_in, fan_out = _fans(s.kind, s.shape)
-    layer = "embedding" if s.label == "fixed" else s.label
-    scale_dim = fan_in if layer in ("hidden", "readout") else fan_out
+    fan_in, fan_out = fans(s.kind, s.shape)
     return Tensor(name=s.tensor_name, kind=s.kind, shape=s.shape, fan_in=fan_in, fan_out=fan_out,
-                  layer_type=layer, scale_dim=scale_dim)
+                  layer_type=s.label, scale_dim=scale_dim(s.label, fan_in, fan_out))
 
 
 def _already(model: nn.Module) -> str | None:
@@ -261,7 +243,7 @@ def parameterize(
     width: int,
     base_width: int = 1024,
     base_lr: float = 1e-3,
-    alignment: str = "full",
+    alignment: str | None = None,
     omega_readout: float | None = None,
     constants: str = "default",
     eps: float | Literal["per-layer"] | None = None,
@@ -273,6 +255,7 @@ def parameterize(
     model_yaml: str | None = None,
     init: bool = True,
     generator: torch.Generator | None = None,
+    hidden_chain: int | None = None,
 ) -> list[dict[str, Any]]:
     """Re-initialize ``model`` in place, attach its forward multipliers, and return one
     optimizer param group per (layer type, lr, eps), each with ``params``, ``lr``,
@@ -283,35 +266,30 @@ def parameterize(
     model's width n (it sets the LR ratio n / base_width), each tensor's own n_t comes
     from its shape. ``init=False`` keeps the weights (e.g. before loading a checkpoint
     saved from a parameterized model). The prescription, per tensor, is kept on the
-    model as ``model._scaleadvise_prescription``.
+    model as ``model._scaleadvise_prescription``. ``hidden_chain`` is the number of hidden
+    layers on the model's longest path (it matters only for a hidden omega > 1/2, see
+    ``core/model.py``); by default every hidden tensor is counted, which errs towards the
+    smaller (safer) embedding LR. u-muP is refused: its rules need unit-scaled ops.
     """
     where = _already(model)
     if where is not None:
         raise UserError(f"parameterize: {where} is already parameterized; applying it again would multiply "
                         "the multipliers twice: build a fresh model")
-    req = PrescribeRequest(param="custom" if custom is not None else param, optim=optim, width=width,
-                           base_width=base_width, base_lr=base_lr, alignment=alignment,
-                           omega_readout=omega_readout, constants=constants, eps=eps, base_eps=base_eps,
-                           model="mlp", custom=custom, sgd_readout=sgd_readout, tensors=False)
-    doc = prescribe(req)  # validates every argument; per layer type: a, b, c, g, lr, eps
-    p = custom if custom is not None else get_parameterization(param)
-    layers = doc["layers"]
-    fixed = {"lr": base_lr, "eps": doc["base_eps"] if doc["eps_mode"] != "none" else None}
-
+    if custom is None and param.strip().lower() in ("umup", "u-mup", "u-μp"):
+        raise UserError(f"parameterize: {UMUP_OPS_NOTE}")
     slots = classify(model, width, base_model, layer_types, model_yaml)
-    values: dict[str, dict[str, Any]] = {}
+    pres = prescribe(PrescribeRequest(
+        param="custom" if custom is not None else param, optim=optim, width=width, base_width=base_width,
+        base_lr=base_lr, alignment=alignment, omega_readout=omega_readout, constants=constants, eps=eps,
+        base_eps=base_eps, custom=custom, sgd_readout=sgd_readout, hidden_chain=hidden_chain,
+        module_tensors=[_tensor(s) for s in slots]))  # validates every argument
+    values = {s.name: v for s, v in zip(slots, pres.tensors)}
     for s in slots:
-        if s.label == "fixed":
-            v = {"name": s.tensor_name, "layer_type": "fixed", "shape": s.shape, "init": "keep",
-                 "init_std": None, "multiplier": 1.0, **fixed, "scale_dim": None}
-        else:
-            v = tensor_values(_tensor(s), p, layers[s.label])
-        v["why"] = s.why
-        values[s.name] = v
-        if init and v["init"] != "keep":
-            _init(getattr(s.module, s.attr), v["init"], v["init_std"], generator)
-        if v["multiplier"] != 1.0:
-            P.register_parametrization(s.module, s.attr, Multiplier(v["multiplier"]))
+        v = values[s.name]
+        if init and v.init != "keep":
+            _init(getattr(s.module, s.attr), v.init, v.init_std, generator)
+        if v.multiplier != 1.0:
+            P.register_parametrization(s.module, s.attr, Multiplier(v.multiplier))
 
     # Group settings per stored parameter name (parametrized ones end in ".original").
     settings: dict[str, dict[str, Any]] = {}
@@ -319,11 +297,13 @@ def parameterize(
         v = values[s.name]
         stored = f"{s.module_name}.{_ORIGINAL[1:]}{s.attr}.original".lstrip(".") \
             if P.is_parametrized(s.module, s.attr) else s.name
-        settings[stored] = {"layer_type": v["layer_type"], "lr": v["lr"]}
-        if doc["eps_mode"] != "none":
-            settings[stored]["eps"] = (v["eps"], 1e-3) if doc["optimizer"] == "adafactor" else v["eps"]
-    setattr(model, MARK, {**{k: v for k, v in doc.items() if k != "model"}, "tensors": list(values.values()),
-                          "param_groups": settings})
+        settings[stored] = {"layer_type": v.layer_type, "lr": v.lr}
+        if pres.eps_mode != "none":
+            settings[stored]["eps"] = (v.eps, 1e-3) if pres.optimizer == "adafactor" else v.eps
+    doc = pres.to_dict(tensors=False)
+    doc.pop("model")
+    doc["tensors"] = [{**vars(values[s.name]), "why": s.why} for s in slots]
+    setattr(model, MARK, {**doc, "param_groups": settings})
     return param_groups(model)
 
 
