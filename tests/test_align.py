@@ -191,7 +191,8 @@ def test_json_report(cli, tmp_path):
     # muP + Adam: hidden c = max(alpha, u) - a_h = 0.95, readout c = max(alpha_r, u_r) - 1/2 = 0.4 (Table 2, r = 0).
     assert lr["measured_peak"]["c"]["hidden"] == pytest.approx(0.95)
     assert lr["measured_peak"]["c"]["readout"] == pytest.approx(0.4)
-    assert lr["measured_peak"]["n_hidden"] == doc["n_hidden"] == 2
+    # blocks.{0,1}.mlp.*: the emitted NanoDO, whose chain is 4 hidden layers per block (prescribe's nanodo preset)
+    assert lr["measured_peak"]["n_hidden"] == doc["n_hidden"] == 8 and "nanodo" in doc["n_hidden_source"]
     assert lr["full"]["c"] == {"embedding": 0.5, "hidden": 1.0, "readout": 0.5}  # Table 1 muP Adam full
     assert lr["none"]["c"] == {"embedding": 0.5, "hidden": 0.5, "readout": 0.0}  # Table 1 muP Adam none
 
@@ -221,6 +222,18 @@ def test_n_hidden_reaches_the_solver(cli, tmp_path):
         assert code == 0, err
         c[n] = json.loads(out)["lr_exponents"]["measured_peak"]["c"]["embedding"]
     assert c == {2: pytest.approx(0.2), 8: pytest.approx(0.8)}  # SP + Adam: c_1 = n_hidden (omega - 1/2)
+    code, out, err = cli("align", str(path), "--json")
+    doc = json.loads(out)  # one block of the emitted NanoDO by default: 4 hidden layers
+    assert (doc["n_hidden"], doc["lr_exponents"]["measured_peak"]["c"]["embedding"]) == (4, pytest.approx(0.4))
+
+
+def test_chain_length_from_the_layer_names():
+    def tr(*names):
+        return [A.Trajectory(n, "hidden", 64, [0], [0.5]) for n in names]
+
+    assert A.chain_length(tr("blocks.0.attn.q", "blocks.0.mlp.down", "blocks.5.attn.o"))[0] == 8  # 2 blocks
+    assert A.chain_length(tr("hidden.0", "hidden.1", "hidden.2")) == (3, "the 3 hidden layers measured, as one chain")
+    assert A.chain_length([A.Trajectory("readout", "readout", 64, [0], [0.5])])[0] == 1
 
 
 def test_unmeasured_terms_fall_back_with_a_note(cli, tmp_path):

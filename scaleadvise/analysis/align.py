@@ -238,6 +238,27 @@ def theory_for_measurements(types: Mapping[str, dict], param: str, optim: str, f
 # --------------------------------------------------------------------------- input
 
 
+def chain_length(trajectories: Sequence[Trajectory]) -> tuple[int, str]:
+    """The number of hidden layers on the measured model's longest path, and how it was found.
+
+    Tensor names of the emitted script's NanoDO (blocks.{i}.attn.*, blocks.{i}.mlp.*) take
+    the nanodo preset's ``hidden_chain`` at the file's number of blocks (attention v -> o
+    and MLP up -> down per block, core/model.py); any other names count every hidden layer
+    measured as one link of the chain (an MLP).
+    """
+    import re
+
+    hidden = {t.layer for t in trajectories if t.layer_type == "hidden"}
+    blocks = {m.group(1) for name in hidden if (m := re.match(r"blocks\.(\d+)\.(attn|mlp)\.", name))}
+    if blocks and all(re.match(r"blocks\.\d+\.(attn|mlp)\.", name) for name in hidden):
+        from scaleadvise.core.model import hidden_chain, load_model, with_overrides
+
+        spec = with_overrides(load_model("nanodo"), depth=len(blocks))
+        return hidden_chain(spec, spec.width), (f"nanodo's hidden_chain ({spec.hidden_chain}) at the "
+                                                f"{len(blocks)} blocks measured")
+    return max(1, len(hidden)), f"the {len(hidden)} hidden layers measured, as one chain"
+
+
 def _natural(name: str) -> list:
     """Sort key with numbers compared as numbers: blocks.2 before blocks.10."""
     import re
@@ -308,9 +329,13 @@ def analyze(
     optim: str,
     fallback,
     tolerance: float = DEFAULT_TOLERANCE,
-    n_hidden: int = 2,
+    n_hidden: int | None = None,
 ) -> dict:
-    """The `scaleadvise align` report as a JSON-ready dict."""
+    """The `scaleadvise align` report as a JSON-ready dict. ``n_hidden``: the chain length
+    the exponents are solved for (None: ``chain_length`` of the measured layers)."""
+    chain_source = "--n-hidden"
+    if n_hidden is None:
+        n_hidden, chain_source = chain_length(trajectories)
     rows = sorted((summarize(t, tolerance) for t in trajectories),
                   key=lambda r: (_natural(r["layer"]), r["width"], METRICS.index(r["metric"])))
     types = summarize_types(rows, tolerance)
@@ -332,7 +357,7 @@ def analyze(
             notes.append(f"{kind}: measured {', '.join(outside)} outside [0.5, 1] clamped for the theory (§2.3, B.11)")
     if measured and "hidden" in types and "omega" in types["hidden"] and types["hidden"]["omega"]["peak"] > 0.5:
         notes.append(f"hidden omega > 1/2 shrinks every later residual: the embedding's exponent depends on the "
-                     f"chain length, here {n_hidden} hidden layers (--n-hidden)")
+                     f"chain length: {n_hidden} hidden layers ({chain_source}; set it with --n-hidden)")
     if "embedding" in types:
         notes.append("embedding layers have no alignment variables in the theory (l >= 2 only, B.11); shown, not used")
     return {
@@ -340,6 +365,7 @@ def analyze(
         "optimizer": optim,
         "tolerance": tolerance,
         "n_hidden": n_hidden,
+        "n_hidden_source": chain_source,
         "exponents_from": "alpha, omega, u (B.11)" if measured else None,
         "refused": None if measured else REFUSAL,
         "mapping": ("LR exponents from the measured alpha, omega, u of B.11 (ΔW·z_0, W_0·Δz, ΔW·Δz against step 0), "

@@ -1,4 +1,5 @@
-"""`scaleadvise align`: measured log alignment ratios (Definition 3.1) and the LR exponents they imply."""
+"""`scaleadvise align`: measured alignment exponents alpha, omega, u (B.11), the paper's A (Definition 3.1) beside
+them, and the LR exponents alpha, omega, u imply."""
 
 import re
 from pathlib import Path
@@ -9,7 +10,7 @@ from rich.table import Table
 
 from scaleadvise.cli.app import app
 from scaleadvise.cli.common import (
-    ALIGN_HELP, OPTIM_HELP, PARAM_HELP, LayerColOpt, power, StepColOpt, WidthColOpt,
+    OPTIM_HELP, PARAM_HELP, AlignmentOpt, LayerColOpt, power, StepColOpt, WidthColOpt,
 )
 from scaleadvise.cli.epsilon import check_plot_path, save_figure
 from scaleadvise.cli.render import console, print_json
@@ -27,6 +28,8 @@ alpha, omega, u (B.11: ΔW·z_0, W_0·Δz, ΔW·Δz with ΔW = W_t - W_0, Δz = 
 on a fixed probe batch; empty at step 0). The LR exponents come from alpha, omega,
 u (Table 2), never from A: A mixes in the unaligned W_0·z_0 and stays near 1/2 while
 ||ΔW|| << ||W_0||, however aligned the update. A file with A alone gets no exponents.
+A term never defined for a layer type takes --alignment's value (default: the paper's
+choice for the optimizer family).
 """
 
 
@@ -35,9 +38,11 @@ def align(
     table: Path = typer.Argument(..., help="Alignment table (CSV/TSV/JSONL/Parquet), e.g. alignment.csv from emit-train."),
     param: str = typer.Option("stp", "--param", help=PARAM_HELP + " The run's parameterization, for the LR exponents."),
     optim: str = typer.Option("adam", "--optim", help=OPTIM_HELP),
-    alignment: str = typer.Option("full", "--alignment", help=ALIGN_HELP + " Used for layer types or terms not measured."),
-    n_hidden: int = typer.Option(2, "--n-hidden", help="Hidden layers in the chain (B.12) the exponents are solved "
-                                 "for: with a measured hidden omega > 1/2 the embedding's exponent grows with it."),
+    alignment: AlignmentOpt = None,
+    n_hidden: Optional[int] = typer.Option(
+        None, "--n-hidden", help="Hidden layers on the model's longest path, the chain the exponents are solved for "
+        "(a measured hidden omega > 1/2 raises the embedding's exponent with it). Default: from the layer names "
+        "(the emitted NanoDO: 4 per block, as `prescribe --model nanodo`; else every hidden layer measured)."),
     tolerance: float = typer.Option(0.1, "--tolerance", help="A value within this of 1 supports full, of 0.5 none alignment."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG: alpha, omega, u and A vs step, a row per "
                                         "(width, layer type), a column per quantity (A as in the paper's Figure 2)."),
@@ -57,22 +62,22 @@ def align(
     from scaleadvise.analysis import align as A
     from scaleadvise.errors import UserError
     from scaleadvise.core.parameterizations import get_parameterization
-    from scaleadvise.core.alignment import parse_alignment
+    from scaleadvise.core.alignment import resolve_alignment
     from scaleadvise.core.optimizers import optimizer_family
 
     if not 0 < tolerance < 0.25:
         raise UserError(f"--tolerance: must be in (0, 0.25) so that full and none do not overlap, got {tolerance:g}")
-    if n_hidden < 1:
+    if n_hidden is not None and n_hidden < 1:
         raise UserError(f"--n-hidden: must be >= 1, got {n_hidden}")
     param = get_parameterization(param).name
-    optimizer_family(optim)
-    fallback = parse_alignment(alignment)
+    fallback, fallback_source = resolve_alignment(alignment, optimizer_family(optim))
     if plot is not None:
         check_plot_path(plot)
     overrides = {"width": width_col, "layer": layer_col, "step": step_col, "log_alignment": log_alignment_col}
     trajectories = A.load_alignment(str(table), overrides)
     report = A.analyze(trajectories, param, optim, fallback, tolerance, n_hidden)
     report["file"] = str(table)
+    report["alignment_fallback"] = {**fallback.as_dict(), "source": fallback_source}
     if plot is not None:
         _plot(trajectories, plot)
         report["plot"] = str(plot)

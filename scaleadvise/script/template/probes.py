@@ -156,6 +156,8 @@ def _run_dense(model: torch.nn.Module, batch: torch.Tensor, autocast, fn) -> Non
         for h in hooks:
             h.remove()
         model.train(was_training)
+        if hasattr(model, "reshard"):  # FSDP2 keeps the root gathered after a forward; give back the shards,
+            model.reshard()  # so that named_parameters() is again what the optimizer and checkpoints hold
 
 
 class AlignmentProbe:
