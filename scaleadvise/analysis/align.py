@@ -358,6 +358,11 @@ def analyze(
     if measured and "hidden" in types and "omega" in types["hidden"] and types["hidden"]["omega"]["peak"] > 0.5:
         notes.append(f"hidden omega > 1/2 shrinks every later residual: the embedding's exponent depends on the "
                      f"chain length: {n_hidden} hidden layers ({chain_source}; set it with --n-hidden)")
+    ro_omega = types.get("readout", {}).get("omega")
+    if ro_omega and ro_omega["peak"] > NO_ALIGNMENT and ro_omega["peak_supports"] == "none":
+        notes.append(f"readout omega peaks at {ro_omega['peak']:.3f}, within --tolerance of 1/2: it enters the theory as "
+                     "measured (a readout with a + b = 1/2, SP or NTK, then cannot feature-learn, §3.3.3), though at "
+                     "one width it may be finite-width scatter; compare widths, or edit omega_readout in the flag")
     if "embedding" in types:
         notes.append("embedding layers have no alignment variables in the theory (l >= 2 only, B.11); shown, not used")
     return {

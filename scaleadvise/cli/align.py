@@ -126,7 +126,7 @@ def _render(report: dict) -> None:
     console.print(per)
     lr = report["lr_exponents"]
     c = Table(title=f"Max stable LR scaling for {report['parameterization']} + {report['optimizer']} (lr ∝ n^-c), "
-              f"{report['n_hidden']} hidden layers", padding=(0, 1))
+              f"chain of {report['n_hidden']} hidden layer{'s' if report['n_hidden'] > 1 else ''}", padding=(0, 1))
     c.add_column("alignment used")
     c.add_column("hidden α, ω, u", justify="right")
     c.add_column("readout α, ω, u", justify="right")
@@ -152,6 +152,8 @@ def _render(report: dict) -> None:
         console.print(f"prescribe with the measured mean: [bold]scaleadvise prescribe --param {report['parameterization']} "
                       f"--optim {report['optimizer']} --alignment {flag}[/bold] (the peak is the conservative choice: "
                       f"--alignment {lr['measured_peak']['alignment_flag']})")
+    for note in lr.get("measured_peak", {}).get("notes", []):
+        console.print(f"[dim]theory at the measured peak: {note}[/dim]")
     console.print(f"[dim]mapping: {report['mapping']}[/dim]")
     for note in report["notes"]:
         console.print(f"[dim]note: {note}[/dim]")
