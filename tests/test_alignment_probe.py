@@ -208,6 +208,30 @@ def test_step_zero_terms_are_empty_and_the_model_is_left_as_it_was():
     assert p.z0["q"] is p.z0["k"]
 
 
+def test_measuring_never_recompiles_the_compiled_training_graph():
+    """The probe hooks the plain module between compiled steps: torch.compile traces once."""
+    compiles = []
+
+    def backend(gm, example_inputs):
+        compiles.append(gm)
+        return gm.forward
+
+    model = torch.nn.Sequential(Dense(32, 32), torch.nn.GELU(), Dense(32, 8))
+    for p in model.parameters():
+        torch.nn.init.normal_(p, 0.0, 0.2)
+    compiled = torch.compile(model, backend=backend)
+    x = gaussian(4, 32, seed=0)
+    probe = AlignmentProbe(model, x, no_autocast)
+    for step in range(1, 4):
+        compiled(x).square().mean().backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 0.01 * p.grad
+                p.grad = None
+        assert probe.measure(step)["2"]["alpha"] is not None
+    assert len(compiles) == 1
+
+
 # ------------------------------------------------------------------ the training script
 
 TINY = dict(width=64, base_width=64, base_lr=1e-2, depth=2, head_dim=16, context=32, vocab=256)

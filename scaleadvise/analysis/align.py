@@ -256,7 +256,7 @@ def chain_length(trajectories: Sequence[Trajectory]) -> tuple[int, str]:
         spec = with_overrides(load_model("nanodo"), depth=len(blocks))
         return hidden_chain(spec, spec.width), (f"nanodo's hidden_chain ({spec.hidden_chain}) at the "
                                                 f"{len(blocks)} blocks measured")
-    return max(1, len(hidden)), f"the {len(hidden)} hidden layers measured, as one chain"
+    return max(1, len(hidden)), f"the {len(hidden)} hidden layer{'s' if len(hidden) != 1 else ''} measured, as one chain"
 
 
 def _natural(name: str) -> list:
@@ -356,8 +356,9 @@ def analyze(
         if outside:
             notes.append(f"{kind}: measured {', '.join(outside)} outside [0.5, 1] clamped for the theory (§2.3, B.11)")
     if measured and "hidden" in types and "omega" in types["hidden"] and types["hidden"]["omega"]["peak"] > 0.5:
+        where = chain_source if chain_source == "--n-hidden" else f"{chain_source}; set it with --n-hidden"
         notes.append(f"hidden omega > 1/2 shrinks every later residual: the embedding's exponent depends on the "
-                     f"chain length: {n_hidden} hidden layers ({chain_source}; set it with --n-hidden)")
+                     f"chain length, here {n_hidden} hidden layer{'s' if n_hidden > 1 else ''} ({where})")
     ro_omega = types.get("readout", {}).get("omega")
     if ro_omega and ro_omega["peak"] > NO_ALIGNMENT and ro_omega["peak_supports"] == "none":
         notes.append(f"readout omega peaks at {ro_omega['peak']:.3f}, within --tolerance of 1/2: it enters the theory as "

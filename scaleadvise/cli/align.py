@@ -18,18 +18,21 @@ from scaleadvise.cli.render import console, print_json
 EPILOG = """\b
 Examples:
   scaleadvise align runs/d1024/alignment.csv
-  scaleadvise align alignment.csv --param mup --optim adam --plot align.png
-  scaleadvise align alignment.csv --param stp --optim adafactor --n-hidden 16 --json
+  scaleadvise align alignment.csv --param mup --optim adam --plot a.png
+  scaleadvise align alignment.csv --param stp --n-hidden 16 --json
 
 \b
-alignment.csv columns: width, layer (tensor name or layer type), step,
-log_alignment (A = log_fan-in ||W z|| / (||W|| ||z||), RMS norms; paper Def. 3.1),
-alpha, omega, u (B.11: ΔW·z_0, W_0·Δz, ΔW·Δz with ΔW = W_t - W_0, Δz = z_t - z_0
-on a fixed probe batch; empty at step 0). The LR exponents come from alpha, omega,
-u (Table 2), never from A: A mixes in the unaligned W_0·z_0 and stays near 1/2 while
-||ΔW|| << ||W_0||, however aligned the update. A file with A alone gets no exponents.
-A term never defined for a layer type takes --alignment's value (default: the paper's
-choice for the optimizer family).
+alignment.csv columns (the emitted training script writes them):
+  width, layer (tensor name or layer type), step,
+  alpha, omega, u  B.11 terms ΔW·z_0, W_0·Δz, ΔW·Δz (ΔW = W_t - W_0,
+                   Δz = z_t - z_0, a fixed probe batch; empty at step 0)
+  log_alignment    A = log_fan-in ||W z|| / (||W|| ||z||), Def. 3.1
+Each is a log_fan-in ratio of RMS norms: 1/2 independent, 1 aligned.
+The LR exponents come from alpha, omega, u (Table 2), never from A:
+A mixes in the unaligned W_0·z_0 and stays near 1/2 while
+||ΔW|| << ||W_0||, however aligned the update; a file with A alone
+gets no exponents. A term never defined for a layer type takes
+--alignment's value (default: the paper's choice for the family).
 """
 
 
@@ -183,6 +186,7 @@ def _plot(trajectories, path: Path) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
     except ImportError:
         raise UserError("--plot needs matplotlib: pip install 'scaleadvise[plot]'") from None
 
@@ -190,7 +194,7 @@ def _plot(trajectories, path: Path) -> None:
     widths = sorted({t.width for t in trajectories}, reverse=True)
     styles = dict(zip(widths, ("-", "--", ":", "-.")))
     metrics = [m for m in (*TERMS, "log_alignment") if any(t.metric == m for t in trajectories)]
-    fig, axes = plt.subplots(len(kinds), len(metrics), figsize=(3.9 * len(metrics), 3.1 * len(kinds)),
+    fig, axes = plt.subplots(len(kinds), len(metrics), figsize=(3.9 * len(metrics) + 1.6, 3.1 * len(kinds)),
                              squeeze=False, sharex=True, sharey=True)
     roles = sorted({_sublayer(t.layer) for t in trajectories})
     palette = {"mlp.up": plt.cm.Blues, "mlp.down": plt.cm.Greens, "attn.q": plt.cm.Purples, "attn.k": plt.cm.Greys,
@@ -202,6 +206,7 @@ def _plot(trajectories, path: Path) -> None:
     first_step = min((s for t in trajectories for s in t.steps if s > 0), default=1.0)
     titles = {"alpha": "alpha: ΔW·z0", "omega": "omega: W0·Δz", "u": "u: ΔW·Δz", "log_alignment": "A (Def. 3.1): W·z"}
     for i, kind in enumerate(kinds):
+        handles = {}
         for j, metric in enumerate(metrics):
             ax = axes[i][j]
             mine = sorted((t for t in trajectories if t.layer_type == kind and t.metric == metric),
@@ -209,17 +214,12 @@ def _plot(trajectories, path: Path) -> None:
             many = len({t.layer for t in mine}) > 8
             for t in mine:
                 role = _sublayer(t.layer)
-                shade = 0.45 + 0.5 * (_block(t.layer) + 1) / n_blocks
-                last = _block(t.layer) == n_blocks - 1 or n_blocks == 1
-                label = (f"{role} (all blocks)" if last else None) if many else t.layer
-                if label and len(widths) > 1:
-                    label += f", n={t.width:g}"
-                ax.plot(t.steps, t.values, color=cmaps[role](shade), ls=styles.get(t.width, "-"), lw=1.2, label=label)
-            for level, text in ((0.5, "none"), (1.0, "full")):
+                color = cmaps[role](0.45 + 0.5 * (_block(t.layer) + 1) / n_blocks)
+                ax.plot(t.steps, t.values, color=color, ls=styles.get(t.width, "-"), lw=1.1)
+                key = f"{role} (darker: later blocks)" if many else t.layer
+                handles.setdefault(key, Line2D([], [], color=cmaps[role](0.95) if many else color, lw=1.5))
+            for level in (0.5, 1.0):
                 ax.axhline(level, color="0.5", ls="--", lw=0.8)
-                if j == len(metrics) - 1:
-                    ax.text(1.0, level, f" {text}", transform=ax.get_yaxis_transform(), va="center", fontsize=7,
-                            color="0.4")
             if positive:
                 ax.set_xscale("log")
             else:  # step 0 present: linear near 0, log beyond (Figures D1-D3 use a log step axis)
@@ -228,10 +228,12 @@ def _plot(trajectories, path: Path) -> None:
             if i == len(kinds) - 1:
                 ax.set_xlabel("step")
             if j == 0:
-                ax.set_ylabel("log_fan-in ratio")
+                ax.set_ylabel("log_fan-in ratio (½ none, 1 full)")
             ax.grid(True, alpha=0.3)
-            if mine and j == 0:
-                ax.legend(fontsize=6, loc="best", ncol=2 if len(mine) > 4 and not many else 1)
+        if len(widths) > 1:
+            handles.update({f"n = {w:g}": Line2D([], [], color="0.3", ls=styles.get(w, "-"), lw=1.2) for w in widths})
+        axes[i][-1].legend(list(handles.values()), list(handles), fontsize=6, loc="upper left",
+                           bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.suptitle("Alignment during training: the terms of B.11 (they set the LR exponents) and A (Def. 3.1, Fig. 2)",
                  fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
