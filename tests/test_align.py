@@ -175,6 +175,15 @@ def test_A_only_file_gets_no_exponents(cli, tmp_path):
     assert "prescribe with" not in out
 
 
+def test_terms_empty_on_every_row_get_no_exponents(cli, tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("width,layer,step,log_alignment,alpha,omega,u\n64,readout,0,0.5,,,\n64,blocks.0.mlp.up,0,0.49,,,\n")
+    code, out, err = cli("align", str(path), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert set(doc["lr_exponents"]) == {"full", "none"} and "empty as at step 0" in doc["refused"]
+
+
 def test_json_report(cli, tmp_path):
     path = write_terms(tmp_path / "alignment.csv", aligned_but_low_A(), widths=(512, 1024))
     code, out, err = cli("align", str(path), "--param", "mup", "--optim", "adam", "--json")

@@ -42,9 +42,10 @@ THEORY_TYPES = ("hidden", "readout")  # alignment variables exist for l >= 2 onl
 TERMS = ("alpha", "omega", "u")  # B.11, what the theory uses
 METRICS = ("log_alignment", *TERMS)  # columns of alignment.csv
 STATS = ("mean", "peak")  # typical, conservative
-REFUSAL = ("LR exponents not derived: the table has no alpha, omega, u columns (B.11), only the log alignment "
-           "ratio A (Definition 3.1), which is not alpha: it stays near 1/2 while ||ΔW|| << ||W_0|| however "
-           "aligned the update is. Log alpha, omega, u with a training script from `scaleadvise emit-train`")
+REFUSAL = ("LR exponents not derived: the table holds no alpha, omega, u value (B.11; the columns are missing, or "
+           "empty as at step 0), only the log alignment ratio A (Definition 3.1), which is not alpha: it stays near "
+           "1/2 while ||ΔW|| << ||W_0|| however aligned the update is. Log alpha, omega, u with a training script "
+           "from `scaleadvise emit-train`")
 
 
 @dataclass
