@@ -105,9 +105,12 @@ def test_out_of_range_values_are_clamped():
 
 def test_unmeasured_terms_and_types_keep_the_fallback():
     al, sources = A.measured_alignment({"alpha": 0.7}, None, NONE)
-    assert al.at("hidden") == (0.7, 0.5, 0.5) and al.at("readout") == (0.5, 0.5, 0.5)
-    assert sources["hidden"] == {"alpha": "measured", "omega": "--alignment", "u": "--alignment"}
+    assert al.at("hidden") == (0.7, 0.5, 0.7) and al.at("readout") == (0.5, 0.5, 0.5)
+    assert sources["hidden"] == {"alpha": "measured", "omega": "--alignment", "u": "alpha (tandem, §3.3.4)"}
     assert set(sources["readout"].values()) == {"--alignment"}
+    al, sources = A.measured_alignment({"u": 0.8, "omega": 0.6}, {"alpha": None, "omega": 0.55}, FULL)
+    assert al.at("hidden") == (0.8, 0.6, 0.8) and al.at("readout") == (1.0, 0.55, 1.0)
+    assert sources["hidden"]["alpha"] == "u (tandem, §3.3.4)" and sources["readout"]["u"] == "--alignment"
 
 
 # ------------------------------------------------------------------ CLI
@@ -246,15 +249,17 @@ def test_chain_length_from_the_layer_names():
 
 
 def test_unmeasured_terms_fall_back_with_a_note(cli, tmp_path):
-    """A hidden layer whose input never changes (Δz = 0: omega, u undefined) keeps --alignment's omega, u."""
+    """A hidden layer whose input never changes (Δz = 0: omega, u undefined): u = alpha (§3.3.4),
+    omega from --alignment."""
     layers = {"blocks.0.mlp.up": [(0, 0.5, None, None, None), (10, 0.55, 0.9, None, None)],
               "readout": [(0, 0.5, None, None, None), (10, 0.6, 0.8, 0.5, 0.7)]}
     code, out, err = cli("align", str(write_terms(tmp_path / "a.csv", layers)), "--alignment", "none", "--json")
     assert code == 0, err
     doc = json.loads(out)
     peak = doc["lr_exponents"]["measured_peak"]
-    assert peak["sources"]["hidden"] == {"alpha": "measured", "omega": "--alignment", "u": "--alignment"}
-    assert (peak["alignment"]["alpha"], peak["alignment"]["u"]) == (0.9, 0.5)
+    assert peak["sources"]["hidden"] == {"alpha": "measured", "omega": "--alignment", "u": "alpha (tandem, §3.3.4)"}
+    assert (peak["alignment"]["alpha"], peak["alignment"]["omega"], peak["alignment"]["u"]) == (0.9, 0.5, 0.9)
+    assert peak["c"]["hidden"] == pytest.approx(0.9)  # SP + Adam: c = alpha, not the fallback's u
     assert any("omega, u never defined" in n for n in doc["notes"])
 
 

@@ -166,20 +166,29 @@ def clamp(value: float) -> float:
 def measured_alignment(hidden: Mapping[str, float] | None, readout: Mapping[str, float] | None, fallback):
     """theory.Alignment from measured alpha, omega, u per layer type (each clamped to [1/2, 1]).
 
-    ``hidden`` / ``readout`` map a term to its measured value; a term or type not measured
-    keeps the fallback's value (``--alignment``). Returns (Alignment, where each value came
-    from: {"hidden": {"alpha": "measured" | "--alignment", ...}, "readout": {...}}).
+    ``hidden`` / ``readout`` map a term to its measured value. A term with no value:
+    * u without alpha's partner, or alpha without u's, takes the other's value: the paper
+      moves them in tandem (§3.3.4, "alpha_l = u_l"), and a u that is never defined means
+      Δz = 0, where the ΔW·Δz term is zero and any u <= alpha changes nothing;
+    * omega, or a type with nothing measured, keeps the fallback's value (``--alignment``).
+    Returns (Alignment, where each value came from: {"hidden": {"alpha": "measured", "omega":
+    "--alignment", "u": "alpha (tandem, §3.3.4)"}, "readout": {...}}).
     """
     from scaleadvise.core.alignment import Alignment
 
     values, sources = {}, {}
+    partner = {"alpha": "u", "u": "alpha"}
     for kind, measured in (("hidden", hidden), ("readout", readout)):
-        measured = measured or {}
+        measured = {t: v for t, v in (measured or {}).items() if v is not None}
         sources[kind] = {}
         for term, default in zip(TERMS, fallback.at(kind)):
-            got = measured.get(term)
-            values[kind, term] = default if got is None else clamp(got)
-            sources[kind][term] = "--alignment" if got is None else "measured"
+            if term in measured:
+                values[kind, term], sources[kind][term] = clamp(measured[term]), "measured"
+            elif partner.get(term) in measured:
+                values[kind, term] = clamp(measured[partner[term]])
+                sources[kind][term] = f"{partner[term]} (tandem, §3.3.4)"
+            else:
+                values[kind, term], sources[kind][term] = default, "--alignment"
     al = Alignment(alpha=values["hidden", "alpha"], omega=values["hidden", "omega"], u=values["hidden", "u"],
                    alpha_readout=values["readout", "alpha"], omega_readout=values["readout", "omega"],
                    u_readout=values["readout", "u"])
@@ -350,8 +359,9 @@ def analyze(
         t = types.get(kind, {})
         absent = [term for term in TERMS if term not in t]
         if measured and kind in types and absent:
-            notes.append(f"{kind}: {', '.join(absent)} never defined in the table (ΔW or Δz stayed 0): "
-                         f"--alignment's value is used there")
+            notes.append(f"{kind}: {', '.join(absent)} never defined in the table (ΔW or Δz stayed 0, or no column): "
+                         "alpha and u stand in for each other (§3.3.4), omega and a type with no term take "
+                         "--alignment's value")
         outside = [term for term in TERMS if term in t and not (NO_ALIGNMENT <= t[term]["mean"] <= FULL_ALIGNMENT
                                                                  and t[term]["peak"] <= FULL_ALIGNMENT)]
         if outside:
