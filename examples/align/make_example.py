@@ -13,7 +13,7 @@ What it shows: the hidden layer's Adam update is aligned with its input (alpha c
 stays near 1/2 because ||ΔW|| ~ n^-1 is far below ||W_0|| ~ n^-1/2 at c = 1. Reading A as
 alpha (what `align` did before) gives c_hidden ≈ A: a hidden LR n^(alpha - A) too large.
 
-    python examples/align/make_example.py            # widths 256, 1024, 4096: ~1 min on one core
+    python examples/align/make_example.py            # widths 256, 1024, 4096: ~1.5 min on one core
     python examples/align/make_example.py --quick    # widths 128, 512 (the test)
 
 Writes alignment.csv, align.png (`scaleadvise align --plot`) and results.json here.
