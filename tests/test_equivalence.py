@@ -72,13 +72,15 @@ def _prescriptions(cli, root, optim: str, model: str = "model.yaml", a: str = "s
 def _losses(root, data, prescription: dict, name: str, eps: float | None = None) -> list[float]:
     import csv
 
+    from scaleadvise.script.emit import script_prescription
     from scaleadvise.script.template.train import main
 
     out = root / name
     argv = ["--data", str(data), "--steps", str(STEPS), "--batch-size", "4", "--log-every", "1",
             "--eval-every", str(STEPS), "--eval-batches", "1", "--grads-every", "0", "--align-every", "0",
             "--device", "cpu", "--dtype", "fp32", "--out", str(out)]
-    assert main(argv + ([] if eps is None else ["--eps", repr(eps)]), prescription=prescription) == 0
+    block = script_prescription(prescription, depth_free=False)  # the emitted script's data block
+    assert main(argv + ([] if eps is None else ["--eps", repr(eps)]), prescription=block) == 0
     with open(out / "metrics.csv") as f:
         return [float(r["train_loss"]) for r in csv.DictReader(f)]
 
