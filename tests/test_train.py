@@ -280,10 +280,13 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys):
     assert "not a multiple of the head dimension 16" in _error(capsys, [*FAST, "--width", "72"], pres)
     for flag in ("--width", "--depth", "--context", "--vocab"):
         for value in ("0", "-16"):
-            assert f"{flag} {value}: must be a positive integer" in _error(capsys, [*FAST, flag, value], pres)
+            assert f"{flag}: {value}: must be a positive integer" in _error(capsys, [*FAST, flag, value], pres)
     for flag in ("--steps", "--batch-size", "--log-every"):
-        assert f"{flag} 0: must be >= 1" in _error(capsys, [*FAST, flag, "0"], pres)
-    assert "--lr nan" in _error(capsys, [*FAST, "--lr", "nan"], pres)
+        assert f"{flag}: 0: must be >= 1" in _error(capsys, [*FAST, flag, "0"], pres)
+    for value in ("nan", "inf", "-1", "0"):
+        assert f"--lr: {value}: must be a positive number" in _error(capsys, [*FAST, "--lr", value], pres)
+    assert "--grads-every: -1: must be >= 0" in _error(capsys, [*FAST, "--grads-every", "-1"], pres)
+    assert "--beta2 1.0: must be below 1" in _error(capsys, [*FAST, "--beta2", "1"], pres)
     small = tmp_path / "small.bin"
     small.write_bytes(np.arange(40, dtype=np.uint16).tobytes())
     assert "too small for --context 32" in _error(capsys, [*FAST, "--data", str(small), "--out",
@@ -299,9 +302,9 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys):
     assert "no such file" in _error(capsys, [*FAST, "--data", str(tmp_path)], pres)  # a directory
     if not torch.cuda.is_available():
         assert "no CUDA device" in _error(capsys, ["--device", "cuda"], pres)
-    assert "adam-atan2" in _error(capsys, [*FAST, "--eps", "0"], pres)
+    assert "--eps: 0: must be > 0 (0 gives 0/0" in _error(capsys, [*FAST, "--eps", "0"], pres)
     assert "has no epsilon" in _error(capsys, [*FAST, "--eps", "1e-8"], tiny(optim="adam-atan2"))
-    assert "--threads 0" in _error(capsys, [*FAST, "--threads", "0"], pres)
+    assert "--threads: 0: must be >= 1" in _error(capsys, [*FAST, "--threads", "0"], pres)
     assert "--stop-at 50" in _error(capsys, [*FAST, "--steps", "10", "--stop-at", "50"], pres)
     afile = tmp_path / "afile"
     afile.write_text("x")

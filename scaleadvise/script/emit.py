@@ -310,9 +310,10 @@ def emit_script(doc: dict, command: str, depth_free: bool = False) -> str:
     parts, imports = prune(parts, pres["optimizer"])
     check_bundle(parts)
     out = [header(pres, doc, command), hoist(imports), data_block(pres, doc)]
-    for where, source in parts:
-        out.append(f"\n\n# {'-' * 20} {where} (verbatim; imports above) {'-' * max(2, 48 - len(where))}\n{source}")
-    text = "\n".join(out)
+    for where, source in parts:  # the edits leave runs of blank lines where imports were: two at most
+        source = re.sub(r"\n{4,}", "\n\n\n", source.strip("\n"))
+        out.append(f"\n# {'-' * 20} {where} (verbatim; imports above) {'-' * max(2, 48 - len(where))}\n{source}\n")
+    text = "\n\n".join(out)
     ast.parse(text)  # one syntax check of the whole file
     return text
 
