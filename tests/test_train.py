@@ -184,6 +184,28 @@ def test_signal_mid_run_checkpoints_and_resume_duplicates_nothing(tmp_path, monk
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
+def test_a_second_signal_stops_at_once(tmp_path, monkeypatch, capsys):
+    scales = T.gradient_scales
+
+    def probe(model, opt, dist):
+        if opt.state[next(iter(opt.state))]["step"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C twice
+        return scales(model, opt, dist)
+
+    monkeypatch.setattr(T, "gradient_scales", probe)
+    out = tmp_path / "o"
+    assert T.main([*FAST, "--steps", "8", "--grads-every", "1", "--ckpt-every", "2", "--out", str(out)],
+                  prescription=tiny()) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "stopped by SIGINT again: not saved since the last checkpoint" in err
+    assert listing(out) == ["alignment.csv", "checkpoint.pt", "grads.csv", "metrics.csv"]  # step 2's checkpoint
+    monkeypatch.setattr(T, "gradient_scales", scales)
+    assert T.main([*FAST, "--steps", "8", "--grads-every", "1", "--ckpt-every", "2", "--out", str(out), "--resume"],
+                  prescription=tiny()) == 0
+    assert [r["step"] for r in rows(out / "metrics.csv")] == [str(i) for i in range(1, 9)]
+
+
 def test_signal_before_the_first_step_saves_nothing(tmp_path, monkeypatch, capsys):
     load = T.load_tokens
 

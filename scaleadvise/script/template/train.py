@@ -54,15 +54,15 @@ def make_optimizer(optimizer: str, groups: list[dict], betas: tuple[float, float
 
 
 class Stop:
-    """SIGINT / SIGTERM: before the loop they interrupt at once (nothing to save); in it they
-    ask it to checkpoint and stop after the current step."""
+    """SIGINT / SIGTERM: in the loop the first asks it to checkpoint and stop after the current
+    step; before the loop, or a second time, they interrupt at once."""
 
     signum, in_loop = 0, False
 
     @classmethod
     def handler(cls, signum, frame) -> None:
-        cls.signum = cls.signum or signum
-        if not cls.in_loop:
+        again, cls.signum = bool(cls.signum), cls.signum or signum
+        if again or not cls.in_loop:
             raise KeyboardInterrupt
 
 
@@ -277,14 +277,12 @@ def train(args, pres: dict, t_start: float) -> int:
             json.dump(result, f, indent=1)
         os.replace(os.path.join(args.out, "result.json.tmp"), os.path.join(args.out, "result.json"))
     barrier(dist)  # every rank is done before any tears the process group down
-    if status == "diverged":
+    if status == "diverged" and main:
         print(f"diverged at step {done}: the loss is not finite ({args.out}/result.json)", flush=True)
-        return 1
-    if stop:
+    if stop and main:
         sys.stderr.write(f"{os.path.basename(sys.argv[0])}: stopped by {signal.Signals(stop).name} at step {done}: "
                          f"checkpoint saved in {args.out}; continue with --resume\n")
-        return 128 + stop
-    return 0
+    return 1 if status == "diverged" else 128 + stop if stop else 0
 
 
 def main(argv: list[str] | None = None, prescription: dict | None = None) -> int:
@@ -306,7 +304,8 @@ def main(argv: list[str] | None = None, prescription: dict | None = None) -> int
         return 2
     except KeyboardInterrupt:
         signum = Stop.signum or signal.SIGINT
-        sys.stderr.write(f"{prog}: stopped by {signal.Signals(signum).name} before the first step; nothing saved\n")
+        when = "again: not saved since the last checkpoint" if Stop.in_loop else "before the first step; nothing saved"
+        sys.stderr.write(f"{prog}: stopped by {signal.Signals(signum).name} {when}\n")
         return 128 + signum
     finally:
         Stop.in_loop = False
