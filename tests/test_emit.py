@@ -14,29 +14,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from helpers import nanodo_yaml  # noqa: E402
 from scaleadvise.script.emit import check_bundle, emit_script, hoist, prune  # noqa: E402
 
 PARAMS = ("stp", "ntk", "mup", "mfp")  # umup is refused: test_umup_is_refused
 OPTIMS = ("adam", "adamw", "adam-atan2", "sgd", "adam-ps")
-NANODO_YAML = """name: tiny-nanodo
-width: 64
-depth: 2
-head_dim: 16
-dims: {vocab: 256, context: 32, heads: d // head_dim, ffn: 4 * d}
-tensors:
-  - {name: embed.tokens, shape: [vocab, d], kind: embedding}
-  - {name: embed.positions, shape: [context, d], kind: embedding}
-  - {name: "blocks.{i}.attn_norm", shape: [d], kind: norm, repeat: depth}
-  - {name: "blocks.{i}.attn.q", shape: [d, d], repeat: depth}
-  - {name: "blocks.{i}.attn.k", shape: [d, d], repeat: depth}
-  - {name: "blocks.{i}.attn.v", shape: [d, d], repeat: depth}
-  - {name: "blocks.{i}.attn.o", shape: [d, d], repeat: depth}
-  - {name: "blocks.{i}.mlp_norm", shape: [d], kind: norm, repeat: depth}
-  - {name: "blocks.{i}.mlp.up", shape: [ffn, d], repeat: depth}
-  - {name: "blocks.{i}.mlp.down", shape: [d, ffn], repeat: depth}
-  - {name: final_norm, shape: [d], kind: norm}
-  - {name: readout, shape: [vocab, d]}
-"""
 TINY = ["--width", "64", "--depth", "2", "--head-dim", "16", "--context", "32", "--vocab", "256"]
 
 
@@ -228,7 +210,7 @@ def test_unwritable_output_is_one_line(cli, tmp_path):
 def test_emit_from_a_prescription_file(cli, tmp_path):
     """equiv's --prescription-out (NTK with the constants that make it SP's network) becomes a script."""
     model = tmp_path / "model.yaml"
-    model.write_text(NANODO_YAML)
+    model.write_text(nanodo_yaml(depth=2, ffn="4 * d"))
     flags = ["--optim", "adam-atan2", "--width", "64", "--base-width", "64", "--base-lr", "0.004", "--model", str(model)]
     target = tmp_path / "ntk.json"
     code, out, err = cli("equiv", "--param", "stp", "--to-form", "ntk", *flags, "--prescription-out", str(target))
