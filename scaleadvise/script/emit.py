@@ -284,8 +284,8 @@ Written by scaleadvise {__version__}:
 Width {m["width"]}, depth {m["depth"]}, {size["heads"]} heads of {m["head_dim"]}, context {m["context"]}, vocab \
 {m["vocab"]}: {params:,} parameters. Needs torch and numpy only.
 
-    python train.py --device cpu {tiny} --steps 200
-        # a tiny model on synthetic data: about a minute on 2 CPU cores
+    python train.py --device cpu {tiny} --steps 200 --threads 1
+        # a tiny model on synthetic data: about 30 s on one CPU core
     python train.py --data train.bin --out runs/d{m["width"]}
         # 1000 steps of 32 x {m["context"]} tokens: {_duration(gpu)} on one H100 (plus the compile)
     torchrun --nproc_per_node 8 train.py --distributed fsdp --data train.bin --batch-size 256 --steps 50000

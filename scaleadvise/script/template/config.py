@@ -18,6 +18,11 @@ class _Parser(argparse.ArgumentParser):
         raise BadInput(message)
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):  # "(default: ...)" where there is one
+    def _get_help_string(self, action) -> str:
+        return action.help if action.default in (None, False) else super()._get_help_string(action)
+
+
 def _number(kind, low: float, strict: bool, what: str):
     def parse(text: str):
         value = kind(text)
@@ -36,7 +41,7 @@ EPS = _number(float, 0, True, "> 0 (0 gives 0/0 on rows without gradient; no eps
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=os.path.basename(sys.argv[0]) or "train.py", description=(__doc__ or "").split("\n")[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                formatter_class=_Help)
     a = p.add_argument
     a("--out", default="run", help="run directory: metrics.csv, grads.csv, alignment.csv, checkpoint.pt, result.json")
     a("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt")
@@ -49,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--grad-accum", type=COUNT, default=1, help="micro-batches per step")
     a("--lr", type=POSITIVE, default=None, help="base LR beta_n (default: the prescription's); "
                                                 "each layer's LR is lr * gamma * (width/base_width)^-c")
-    a("--eps", type=EPS, default=None, help="Adam epsilon, or the base epsilon when it is per layer")
+    a("--eps", type=EPS, default=None, help="Adam epsilon, or the base epsilon when it is per layer (default: the prescription's)")
     a("--warmup", type=EVERY, default=None, help="linear warmup steps (default: min(1000, steps/10))")
     a("--beta1", type=NONNEGATIVE, default=0.9, help="Adam beta1, SGD momentum (Table C2)")
     a("--beta2", type=NONNEGATIVE, default=0.98, help="Adam beta2 (Table C2)")

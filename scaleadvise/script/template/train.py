@@ -203,7 +203,7 @@ def train(args, pres: dict, t_start: float) -> int:
         w = size["width"] // size["heads"] * max(1, 128 * size["heads"] // size["width"])  # a tiny model's
         if device.type == "cpu" and eta > 600 and (size["width"] > w or size["depth"] > 2):
             print(f"on a CPU, try a tiny model: --width {w} --depth 2 --context 64 --vocab 256 --batch-size 16 "
-                  "--steps 200 (about a minute)", flush=True)
+                  "--steps 200 --threads 1 (about 30 s)", flush=True)
 
     # The loop.
     if start == 0:
