@@ -321,7 +321,12 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys):
     big.write_bytes(np.full(4000, 999, dtype=np.uint16).tobytes())
     assert "token id 999 >= vocab 256" in _error(capsys, [*FAST, "--data", str(big)], pres)
     assert "no such file" in _error(capsys, [*FAST, "--data", str(tmp_path / "missing.bin")], pres)
-    assert "no such file" in _error(capsys, [*FAST, "--data", str(tmp_path)], pres)  # a directory
+    assert "is a directory" in _error(capsys, [*FAST, "--data", str(tmp_path)], pres)
+    if os.geteuid() != 0:  # root reads anything
+        locked = tmp_path / "locked.txt"
+        locked.write_text("x" * 1000)
+        locked.chmod(0)
+        assert "Permission denied" in _error(capsys, [*FAST, "--data", str(locked)], pres)
     if not torch.cuda.is_available():
         assert "no CUDA device" in _error(capsys, ["--device", "cuda"], pres)
     assert "--eps: 0: must be > 0 (0 gives 0/0" in _error(capsys, [*FAST, "--eps", "0"], pres)

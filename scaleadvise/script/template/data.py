@@ -43,17 +43,22 @@ def load_tokens(path: str | None, vocab: int, context: int, dtype_flag: str = "a
         stream = synthetic_tokens(vocab, n + n // 16, seed)
         return stream[:n], stream[n:], f"synthetic ({n:,} tokens, 4 successors per token: loss floor ln 4)"
     if not os.path.isfile(path):
-        raise BadInput(f"--data {path}: no such file")
-    if path.endswith(".txt"):
-        if vocab < 256:
-            raise BadInput(f"--data {path}: byte-level text needs --vocab >= 256, the model has {vocab}")
-        with open(path, "rb") as f:
-            tokens = np.frombuffer(f.read(), dtype=np.uint8)
-    else:
-        tokens = _open_bin(path, vocab, dtype_flag)
+        raise BadInput(f"--data {path}: {'is a directory' if os.path.isdir(path) else 'no such file'}")
+    if path.endswith(".txt") and vocab < 256:
+        raise BadInput(f"--data {path}: byte-level text needs --vocab >= 256, the model has {vocab}")
     val = os.path.join(os.path.dirname(path), "val.bin")
-    if os.path.basename(path) == "train.bin" and os.path.isfile(val):
-        train, held, where = tokens, _open_bin(val, vocab, dtype_flag), val
+    try:
+        if path.endswith(".txt"):
+            with open(path, "rb") as f:
+                tokens = np.frombuffer(f.read(), dtype=np.uint8)
+        else:
+            tokens = _open_bin(path, vocab, dtype_flag)
+        held = _open_bin(val, vocab, dtype_flag) if os.path.basename(path) == "train.bin" and os.path.isfile(val) \
+            else None
+    except OSError as e:
+        raise BadInput(f"--data {e.filename or path}: {e.strerror}") from None
+    if held is not None:
+        train, where = tokens, val
     else:
         cut = len(tokens) - max(len(tokens) // 20, context + 1)
         train, held, where = tokens[:cut], tokens[cut:], "its last 5%"
@@ -107,7 +112,8 @@ class Batches:
 def eval_batches(tokens: np.ndarray, context: int, global_batch: int, n: int, rank: int, world: int,
                  device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The held-out batches of every evaluation: the same for every seed, so seeds differ by training only."""
-    local = global_batch // world
-    return [tuple(t.to(device) for t in gather_batch(tokens, batch_offsets(len(tokens), context, global_batch,
-                                                                          1_000_003, i)[rank * local:][:local], context))
-            for i in range(n)]
+    local, out = global_batch // world, []
+    for i in range(n):
+        offsets = batch_offsets(len(tokens), context, global_batch, 1_000_003, i)[rank * local: (rank + 1) * local]
+        out.append(tuple(t.to(device) for t in gather_batch(tokens, offsets, context)))
+    return out

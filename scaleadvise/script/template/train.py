@@ -108,7 +108,10 @@ def prepare_out(args, dist) -> dict | None:
     barrier(dist)
     stale = [name for name in LOGS if os.path.exists(path(name))]
     if dist.main:
-        os.makedirs(args.out, exist_ok=True)
+        try:
+            os.makedirs(args.out, exist_ok=True)
+        except OSError as e:
+            raise BadInput(f"--out {args.out}: {e.strerror}") from None
         for name in stale:
             os.remove(path(name))
         if stale:
