@@ -126,7 +126,7 @@ def test_human_output(cli):
     (["equiv", "--param", "stp", "--to-form", "ntk", "--width", "256", "--constants", "nope.yaml"], "--constants"),
     (["equiv", "--param", "stp", "--to-form", "ntk", "--width", "64", "--head-dim", "32",
       "--constants-out", "/nonexistent/c.yaml"],
-     "cannot write"),
+     "--constants-out: /nonexistent/c.yaml: directory /nonexistent does not exist"),
 ])
 def test_bad_input(cli, args, message):
     assert_bad_input(cli, *args, match=message)

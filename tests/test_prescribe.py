@@ -94,21 +94,23 @@ def test_yang_hu_prescription_reports_no_feature_learning():
     assert any("impossible" in n for n in doc["notes"])
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"width": 0}, "--width must be a positive integer"),
-    ({"width": 1000}, "not divisible by the head dimension 128"),
-    ({"param": "mupp"}, "did you mean 'mup'"),
-    ({"optim": "adamm"}, "did you mean 'adam'"),
-    ({"alignment": "0.5,0.5"}, "--alignment"),
-    ({"model": "nanodoo"}, "did you mean 'nanodo'"),
-    ({"eps": -1.0}, "--eps"),
-    ({"optim": "adam-atan2", "eps": 1e-8}, "no epsilon"),
-    ({"constants": "nope.yaml"}, "--constants"),
-    ({"param": "umup", "constants": "paper"}, "no constants for adam x umup"),
+@pytest.mark.parametrize("kwargs,field,match", [
+    ({"width": 0}, "width", "width: must be a positive integer"),
+    ({"width": 1000}, "width", "not divisible by the head dimension 128"),
+    ({"param": "mupp"}, "param", "did you mean 'mup'"),
+    ({"optim": "adamm"}, "optim", "did you mean 'adam'"),
+    ({"alignment": "0.5,0.5"}, "alignment", "alignment: expected"),
+    ({"model": "nanodoo"}, "model", "did you mean 'nanodo'"),
+    ({"eps": -1.0}, "eps", "eps: must be a finite number >= 0"),
+    ({"optim": "adam-atan2", "eps": 1e-8}, "eps", "no epsilon"),
+    ({"constants": "nope.yaml"}, "constants", "constants: nope.yaml: no such file"),
+    ({"param": "umup", "constants": "paper"}, "constants", "no constants for adam x umup"),
 ])
-def test_bad_requests(kwargs, match):
-    with pytest.raises(UserError, match=match):
+def test_bad_requests(kwargs, field, match):
+    """Library callers see the request's field names (the CLI maps them to flags)."""
+    with pytest.raises(UserError, match=match) as e:
         prescribe(PrescribeRequest(**kwargs))
+    assert e.value.field == field and str(e.value).startswith(f"{field}: ")
 
 
 def test_yaml_model_validation_names_the_field(tmp_path):

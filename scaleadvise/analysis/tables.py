@@ -75,6 +75,10 @@ def _json_is_array(path: Path) -> bool:
 
 
 def _read_raw(path: Path) -> "pd.DataFrame":
+    import lzma  # these four: already imported by pandas, named here for the except clause
+    import zipfile
+    import zlib
+
     import pandas as pd
 
     fmt = _format(path)
@@ -93,6 +97,11 @@ def _read_raw(path: Path) -> "pd.DataFrame":
             raise UserError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from e
     except UserError:
         raise
+    except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError, zlib.error) as e:
+        # unreadable, or not the compression its suffix says (gzip's BadGzipFile is an OSError)
+        raise UserError(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e})") from e
+    except ImportError as e:  # .zst without the zstandard package
+        raise UserError(f"{path}: {' '.join(str(e).split())}") from e
     except pd.errors.EmptyDataError as e:
         raise UserError(f"{path}: the file is empty") from e
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:

@@ -11,7 +11,7 @@ from scaleadvise.cli.app import app
 from scaleadvise.cli.common import (
     ALIGN_HELP, OPTIM_HELP, PARAM_HELP, LayerColOpt, power, StepColOpt, WidthColOpt,
 )
-from scaleadvise.cli.epsilon import check_plot_path, save_figure
+from scaleadvise.plots import check_plot_path, pyplot, save_figure
 from scaleadvise.cli.render import console, print_json
 
 EPILOG = """\b
@@ -131,15 +131,7 @@ def _block(name: str) -> int:
 
 def _plot(trajectories, path: Path) -> None:
     """Like Figure 2 / D2: A vs step, one line per layer, a panel per (width, layer type)."""
-    from scaleadvise.errors import UserError
-
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UserError("--plot needs matplotlib: pip install 'scaleadvise[plot]'") from None
+    plt = pyplot()
 
     kinds = [k for k in ("hidden", "readout", "embedding") if any(t.layer_type == k for t in trajectories)]
     widths = sorted({t.width for t in trajectories})
