@@ -1,4 +1,4 @@
-"""Absolute prescriptions: the DESIGN.md contract, Table C1, C.2 init constants, bad input."""
+"""Absolute prescriptions: the JSON contract (docs/CONTRACTS.md), Table C1, C.2 init constants, bad input."""
 
 import json
 
@@ -23,7 +23,7 @@ def test_nanodo_parameter_count_matches_table_c1(width, total):
 
 
 def test_design_contract_example():
-    """The example of DESIGN.md, number for number."""
+    """The example of the JSON contract (docs/CONTRACTS.md, `prescribe --json`), number for number."""
     doc = prescribe(PrescribeRequest(param="stp", optim="adam", width=16384)).to_dict()
     assert {k: doc[k] for k in ("parameterization", "optimizer", "width", "base_width", "base_lr")} == {
         "parameterization": "stp", "optimizer": "adam", "width": 16384, "base_width": 1024, "base_lr": 0.001}

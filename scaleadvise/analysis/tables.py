@@ -1,7 +1,7 @@
 """Reading the tables the analysis commands consume (sweeps, gradients, alignment).
 
 One loader for CSV, TSV, JSONL (and Parquet when pyarrow is installed) that
-maps common column aliases to the canonical names of DESIGN.md, checks that
+maps common column aliases to the canonical names of docs/CONTRACTS.md, checks that
 numeric columns are numeric, and reports bad input as a UserError naming the
 file, the line and the column. pandas is imported lazily: ``prescribe`` never
 pays for it.
