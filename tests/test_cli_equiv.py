@@ -130,3 +130,20 @@ def test_human_output(cli):
 ])
 def test_bad_input(cli, args, message):
     assert_bad_input(cli, *args, match=message)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_outputs_keep_the_users_umask(cli, tmp_path, mask):
+    """--constants-out and --prescription-out are ordinary files: 0666 less the umask (a bare
+    mkstemp would make them 0600 whatever the umask)."""
+    import stat
+
+    from helpers import umask
+
+    with umask(mask):
+        code, _, err = cli("equiv", "--param", "stp", "--to-form", "ntk", "--width", "256", "--base-width", "64",
+                           "--constants-out", str(tmp_path / "c.yaml"), "--prescription-out", str(tmp_path / "p.json"))
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "p.json"]  # no temp file left
+    for name in ("c.yaml", "p.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask

@@ -25,11 +25,11 @@ def read_yaml(path: str | Path, field: str) -> Any:
     import yaml
 
     p = Path(path)
-    if not p.exists():
-        raise UserError(f"{p}: no such file", field)
-    if p.is_dir():
-        raise UserError(f"{p}: is a directory, not a YAML file", field)
     try:
+        if not p.exists():
+            raise UserError(f"{p}: no such file", field)
+        if p.is_dir():
+            raise UserError(f"{p}: is a directory, not a YAML file", field)
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise UserError(f"{p}: cannot read it ({e.strerror})", field) from None
@@ -55,16 +55,16 @@ def check_output_path(path: str | Path, field: str) -> Path:
     p = Path(path)
     if str(path).strip() == "":
         raise UserError("an empty path is not a file name", field)
-    if p.is_dir():
-        raise UserError(f"{p}: is a directory, expected a file name", field)
     parent = p.absolute().parent
-    if not parent.exists():
-        raise UserError(f"{p}: directory {parent} does not exist", field)
-    if not parent.is_dir():
-        raise UserError(f"{p}: {parent} is not a directory", field)
     try:
+        if p.is_dir():
+            raise UserError(f"{p}: is a directory, expected a file name", field)
+        if not parent.exists():
+            raise UserError(f"{p}: directory {parent} does not exist", field)
+        if not parent.is_dir():
+            raise UserError(f"{p}: {parent} is not a directory", field)
         fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{p.name}.", suffix=".probe")
-    except OSError as e:
+    except OSError as e:  # a directory on the way that may not be searched, a read-only file system, ...
         raise UserError(f"{p}: cannot write in {parent} ({e.strerror})", field) from None
     os.close(fd)
     os.unlink(probe)
