@@ -155,3 +155,31 @@ def test_a_bug_is_not_disguised_as_bad_input(cli, monkeypatch):
     monkeypatch.setattr(P, "load_model", broken)
     with pytest.raises(KeyError):
         cli("prescribe")
+
+
+# ------------------------------------------------------------------ interrupts
+
+INTERRUPT = """
+import os, pathlib, signal, sys
+from scaleadvise.cli.app import main
+
+write = pathlib.Path.write_text
+
+def write_then_signal(self, *args, **kwargs):  # the signal lands while the output is half done
+    write(self, *args, **kwargs)
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+
+pathlib.Path.write_text = write_then_signal
+main(["equiv", "--param", "stp", "--to-form", "ntk", "--width", "256", "--base-width", "64",
+      "--constants-out", "c.yaml", "--prescription-out", "p.json"])
+"""
+
+
+@pytest.mark.parametrize("sig,code,line", [("SIGINT", 130, "scaleadvise: interrupted"),
+                                           ("SIGTERM", 143, "scaleadvise: terminated")])
+def test_an_interrupt_while_writing_leaves_nothing(tmp_path, sig, code, line):
+    r = subprocess.run([sys.executable, "-c", INTERRUPT, sig], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == code, r.stderr
+    assert r.stderr == line + "\n" and r.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # neither output, no temp file

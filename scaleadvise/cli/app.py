@@ -136,8 +136,11 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app, map bad input to exit status 2."""
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        with _no_pydantic_plugins():
+        with _no_pydantic_plugins(), _sigterm_as_exit():
             rc = app(args=args or ["--help"], standalone_mode=False, prog_name="scaleadvise")
+    except _Terminated:
+        sys.stderr.write("scaleadvise: terminated\n")
+        raise SystemExit(143) from None
     except UserError as e:
         raise SystemExit(_one_line(error_text(e)))
     except typer.Exit as e:
@@ -160,7 +163,32 @@ def main(argv: list[str] | None = None) -> None:
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):
             raise SystemExit(_one_line(e.format_message()))
         raise
+    if rc == 130:  # typer's answer to KeyboardInterrupt (SIGINT), after every `finally` has run
+        sys.stderr.write("scaleadvise: interrupted\n")
     raise SystemExit(rc if isinstance(rc, int) else 0)
+
+
+class _Terminated(SystemExit):
+    """SIGTERM, raised where the program is so that `finally` blocks run (the temp files
+    of atomic writes are removed) instead of the process vanishing mid-write."""
+
+
+@contextmanager
+def _sigterm_as_exit():
+    import signal
+
+    def terminated(signum, frame):
+        raise _Terminated(143)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
