@@ -21,8 +21,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import json
+
 import pytest
 from helpers import denied
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,9 @@ def _prescribe() -> list[Case]:
     cases += _numbers("prescribe", P, "--width", ("0", "-1", "-4096", "nan", "inf", "abc", "1.5", "100"))
     cases += _numbers("prescribe", P, "--base-width", ("0", "-1", "abc", "nan"))
     cases += _numbers("prescribe", P, "--base-lr", NUMBERS)
-    cases += _numbers("prescribe", P, "--depth", ("0", "-1", "abc"))
+    cases += _numbers("prescribe", P, "--depth", ("0", "-1", "abc", "100000000"))
+    cases += _numbers("prescribe", P, "--vocab", ("1" + "0" * 20,))
+    cases += _numbers("prescribe", ("prescribe", "--model", "mlp"), "--width", ("1" + "0" * 400,))
     cases += _numbers("prescribe", P, "--heads", ("0", "-2", "7"))
     cases += _numbers("prescribe", P, "--head-dim", ("0", "-16", "100", "abc"))
     cases += _numbers("prescribe", P, "--context", ("0", "-1"))
@@ -407,6 +413,40 @@ def _align() -> list[Case]:
 
 
 CASES = [*_app(), *_prescribe(), *_check(), *_equiv(), *_presets(), *_fit(), *_epsilon(), *_align()]
+
+# ------------------------------------------------------------------ the cases nobody listed
+
+_NUMBERISH = st.one_of(
+    st.integers(-(2**70), 2**70).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["", " ", "0", "-0", "1e309", "0x10", "1_000", "½", "nan", "-inf", "per-layer", "full", "none"]),
+    st.text(max_size=12))
+_FLAGS = {"prescribe": ["--width", "--base-width", "--base-lr", "--depth", "--heads", "--head-dim", "--context",
+                        "--vocab", "--eps", "--base-eps", "--alignment", "--omega-readout", "--param", "--optim",
+                        "--model", "--constants", "--sgd-readout"],
+          "check": ["--optim", "--alignment", "--omega-readout", "--a", "--b", "--c"],
+          "equiv": ["--width", "--base-width", "--base-lr", "--theta", "--to-form", "--optim", "--depth", "--head-dim"]}
+_BASE = {"prescribe": ("prescribe", "--json", "--no-tensors", "--depth", "2"),
+         "check": ("check", "--a", "0,0,0", "--b", "0,0.5,0.5", "--c", "0,1,1", "--json"),
+         "equiv": ("equiv", "--param", "stp", "--to-form", "ntk", "--json")}
+
+
+@st.composite
+def _command_lines(draw):
+    cmd = draw(st.sampled_from(sorted(_FLAGS)))
+    flags = draw(st.lists(st.sampled_from(_FLAGS[cmd]), min_size=1, max_size=3, unique=True))
+    args = [x for f in flags for x in (f, draw(_NUMBERISH))]
+    return (*_BASE[cmd], *args)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(args=_command_lines())
+def test_any_value_of_any_flag_is_an_answer_or_a_clean_error(args, cli):
+    """Whatever a user types into these flags: a JSON answer (exit 0) or one clean line (exit 2)."""
+    code, out, err = cli(*args)
+    if code == 0:
+        json.loads(out)
+    else:
+        _assert_clean_failure(Case("fuzz", args, ""), code, out, err)
 
 
 def _materialize(args: tuple[str, ...], root: Path) -> list[str]:

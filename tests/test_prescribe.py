@@ -105,6 +105,12 @@ def test_yang_hu_prescription_reports_no_feature_learning():
     ({"optim": "adam-atan2", "eps": 1e-8}, "eps", "no epsilon"),
     ({"constants": "nope.yaml"}, "constants", "constants: nope.yaml: no such file"),
     ({"param": "umup", "constants": "paper"}, "constants", "no constants for adam x umup"),
+    ({"width": 2**53 + 1}, "width", "must be at most 2\\^53"),  # beyond exact floats
+    ({"vocab": 10**20}, "vocab", "must be at most 2\\^53"),
+    ({"depth": 10**8}, "depth", "more than 1,000,000 tensors"),   # a typo, refused before the memory goes
+    ({"base_lr": float("nan")}, "base_lr", "must be a positive finite number"),
+    ({"sgd_readout": "most"}, "sgd_readout", "must be 'preserve' or 'max'"),
+    ({"head_dim": 100}, "head_dim", "100 does not divide the width 1024"),
 ])
 def test_bad_requests(kwargs, field, match):
     """Library callers see the request's field names (the CLI maps them to flags)."""

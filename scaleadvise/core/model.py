@@ -34,6 +34,7 @@ from scaleadvise.errors import UserError
 
 PRESET_DIR = preset_dir("models")
 FIELD = "model"  # the field (flag --model) that errors about a model description name
+MAX_TENSORS = 1_000_000  # every tensor is listed; far beyond any real model (NanoDO at depth 8: 83)
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
         ast.FloorDiv: operator.floordiv, ast.Div: operator.truediv}
@@ -166,8 +167,12 @@ def expand(spec: ModelSpec, width: int) -> list[Tensor]:
 
     def flush() -> None:
         if run:
-            count = eval_dim(run[0].repeat, env)  # type: ignore[arg-type]
-            for i in range(_int_dim(count, f"{run[0].name} repeat", spec.name, width, least=0)):
+            count = _int_dim(eval_dim(run[0].repeat, env), f"{run[0].name} repeat", spec.name, width,  # type: ignore[arg-type]
+                             least=0)
+            if len(out) + count * len(run) > MAX_TENSORS:  # a typo'd depth, not a model: refuse before the memory goes
+                raise UserError(f"model {spec.name} at depth {spec.depth} has more than {MAX_TENSORS:,} tensors "
+                                f"({run[0].name} x {count:,}); is the depth right?", "depth")
+            for i in range(count):
                 out.extend(concrete(t, i) for t in run)
             run.clear()
 

@@ -32,6 +32,7 @@ from scaleadvise.core.theory import max_stable_lr_exponents
 from scaleadvise.errors import UserError
 
 EMBEDDING_STD = 0.01  # C.2
+MAX_SIZE = 2**53  # the largest width or dimension a float holds exactly
 
 
 @dataclass
@@ -76,6 +77,8 @@ def _check_numbers(req: PrescribeRequest) -> None:
             raise UserError(f"must be an integer, got {value!r}", name)
         if value <= 0:
             raise UserError(f"must be a positive integer, got {value}", name)
+        if value > MAX_SIZE:  # sizes become floats in the rule; beyond 2^53 they are no longer exact
+            raise UserError(f"must be at most 2^53, got {value}", name)
     for name in ("base_lr", "base_eps"):
         value = getattr(req, name)
         if value is None and name == "base_eps":
@@ -89,6 +92,8 @@ def _check_numbers(req: PrescribeRequest) -> None:
         value = getattr(req, name)
         if value is not None and not (integer(value) and value > 0):
             raise UserError(f"must be a positive integer, got {value!r}", name)
+        if value is not None and value > MAX_SIZE:
+            raise UserError(f"must be at most 2^53, got {value}", name)
     if req.sgd_readout not in ("preserve", "max"):
         raise UserError(f"must be 'preserve' or 'max', got {req.sgd_readout!r}", "sgd_readout")
 
