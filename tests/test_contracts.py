@@ -10,6 +10,7 @@
 import ast
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,10 +140,11 @@ def _documented(command: str) -> set[tuple]:
 
 
 @pytest.mark.parametrize("command", ["prescribe", "check", "equiv", "presets", "fit", "epsilon", "align"])
-def test_json_fields_are_documented_both_ways(command, cli, tmp_path):
+def test_json_fields_are_documented_both_ways(command, cli, tmp_path, monkeypatch):
     documented = _documented(command)
     printed: set[tuple] = set()
     for args in _examples(tmp_path)[command]:
+        monkeypatch.setattr(sys, "argv", ["scaleadvise", *args, "--json"])  # as from a shell (`command`)
         code, out, err = cli(*args, "--json")
         assert code == 0, err
         printed |= _leaves(json.loads(out), documented)
