@@ -315,6 +315,7 @@ def _equiv() -> list[Case]:
              "missing"),
         Case("equiv-existing-output-kept", (*W, "--constants-out", "keep.yaml", "--prescription-out", "outdir"),
              "outdir"),
+        Case("equiv-outputs-same-file", (*W, "--constants-out", "x.out", "--prescription-out", "./x.out"), "same file"),
     ]
     for v in ("x", "1,2", "nan,0,0", "0,inf,0"):
         cases.append(Case(f"equiv-theta={v}", ("equiv", "--param", "stp", "--theta", v), "--theta"))

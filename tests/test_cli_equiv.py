@@ -121,7 +121,7 @@ def test_human_output(cli):
 
 @pytest.mark.parametrize("args, message", [
     (["equiv", "--param", "stp", "--to-form", "mup", "--width", "256"], "not equivalent"),
-    (["equiv", "--param", "stp", "--to-form", "ntk", "--constants-out", "x.yaml"], "need --width"),
+    (["equiv", "--param", "stp", "--to-form", "ntk", "--constants-out", "x.yaml"], "--constants-out needs --width"),
     (["equiv", "--param", "stp", "--to-form", "ntk", "--width", "0"], "--width"),
     (["equiv", "--param", "stp", "--to-form", "ntk", "--width", "256", "--constants", "nope.yaml"], "--constants"),
     (["equiv", "--param", "stp", "--to-form", "ntk", "--width", "64", "--head-dim", "32",

@@ -124,14 +124,17 @@ def equiv(
     from scaleadvise.core.classify import LAYER_TYPES
     from scaleadvise.core.optimizers import optimizer_family
     from scaleadvise.core.equivalence import equivalent_constants
+    import os
+
     from scaleadvise.core.files import check_output_path
     from scaleadvise.core.theory import LR_SHIFT, max_stable_lr_exponents
 
     outputs = {name: path for name, path in (("constants_out", constants_out), ("prescription_out", prescription_out))
                if path is not None}
     if outputs and width is None:
-        raise UserError("--constants-out and --prescription-out need --width (the constants are absolute)")
-    if constants_out is not None and constants_out == prescription_out:
+        given = " and ".join("--" + name.replace("_", "-") for name in outputs)
+        raise UserError(f"{given} {'need' if len(outputs) > 1 else 'needs'} --width (the constants are absolute)")
+    if len(outputs) == 2 and os.path.abspath(constants_out) == os.path.abspath(prescription_out):  # type: ignore[arg-type]
         raise UserError("--constants-out and --prescription-out name the same file")
     for name, path in outputs.items():  # before any work: nothing is written unless both can be
         check_output_path(path, name)
