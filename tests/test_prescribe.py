@@ -107,7 +107,7 @@ def test_yang_hu_prescription_reports_no_feature_learning():
     ({"param": "umup", "constants": "paper"}, "constants", "no constants for adam x umup"),
     ({"width": 2**53 + 1}, "width", "must be at most 2\\^53"),  # beyond exact floats
     ({"vocab": 10**20}, "vocab", "must be at most 2\\^53"),
-    ({"depth": 10**8}, "depth", "more than 1,000,000 tensors"),   # a typo, refused before the memory goes
+    ({"depth": 10**8}, "depth", "more than 100,000 tensors"),   # a typo, refused before the memory goes
     ({"base_lr": float("nan")}, "base_lr", "must be a positive finite number"),
     ({"sgd_readout": "most"}, "sgd_readout", "must be 'preserve' or 'max'"),
     ({"head_dim": 100}, "head_dim", "100 does not divide the width 1024"),
