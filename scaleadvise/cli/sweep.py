@@ -44,17 +44,20 @@ _SHOW = {"done": "default", "diverged": "yellow", "failed": "red"}  # the outcom
 
 
 class _Bar:
-    """A rich progress bar on stderr (runs finished / to run, ETA) and a line per finished
-    run: on a terminal only for diverged and failed runs (the bar shows the rest); in a
-    log (stderr not a terminal, where the bar is not drawn) for every finished run.
-    Stopped and refused runs get no line: the sweep's final line speaks for them."""
+    """On a terminal: a rich progress bar on stderr (runs finished / to run, elapsed, ETA)
+    and a line per diverged or failed run. In a log (stderr not a terminal, where no bar
+    is drawn): a line per finished run with its count. Stopped and refused runs get no
+    line: the sweep's final line speaks for them."""
 
     def __init__(self, terminal: bool):
-        self.progress = None
-        self.task = None
         self.terminal = terminal
+        self.progress = self.task = None
+        self.total = self.count = 0
 
     def begin(self, total: int, skipped: int) -> None:
+        self.total = total
+        if not self.terminal:
+            return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
             TimeRemainingColumn
 
@@ -65,19 +68,25 @@ class _Bar:
         self.task = self.progress.add_task(f"({skipped} already finished)" if skipped else "", total=total)
 
     def finished(self, name: str, kind: str, row: dict | None, seconds: float, detail: str) -> None:
-        if self.progress is None or kind not in _SHOW:
+        if kind not in _SHOW:
             return
-        self.progress.advance(self.task)
-        if self.terminal and kind == "done":
-            return
+        self.count += 1
+        if self.progress is not None:
+            self.progress.advance(self.task)
+            if kind == "done":
+                return
         what = f"loss {row['loss']:.4g}" if kind == "done" and row else "loss NaN" if kind == "diverged" else detail
-        self.progress.console.print(f"  [{_SHOW[kind]}]{kind:>8s}[/]  {name}  {what}  ({seconds:.0f} s)", highlight=False,
-                                    soft_wrap=True)
+        count = "" if self.terminal else f"  [{self.count}/{self.total}]"
+        self._print(f"  [{_SHOW[kind]}]{kind:>8s}[/]  {name}  {what}  ({seconds:.0f} s){count}")
 
     def stopping(self, signum: int) -> None:
-        if self.progress is not None and self.terminal:
-            self.progress.console.print(f"  {signal.Signals(signum).name}: stopping; running runs save their "
-                                        "checkpoints (send it again to kill them)", highlight=False)
+        if self.terminal:
+            self._print(f"  {signal.Signals(signum).name}: stopping; running runs save their checkpoints "
+                        "(send it again to kill them)")
+
+    def _print(self, text: str) -> None:
+        (self.progress.console if self.progress is not None else err_console).print(text, highlight=False,
+                                                                                      soft_wrap=True)
 
     def end(self) -> None:
         if self.progress is not None:
@@ -88,10 +97,11 @@ class _Bar:
 @app.command("sweep", epilog=EPILOG)
 def sweep_command(
     script: Annotated[Path, typer.Argument(help="Training script: one run per process (scaleadvise emit-train "
-                                           "-o train.py).", show_default=False)],
+                                           "-o train.py).", show_default=False,
+                                           metavar="SCRIPT")],
     script_args: Annotated[Optional[list[str]], typer.Argument(
         help="After --: further arguments for every run (e.g. -- --data tokens.bin --batch-size 64).",
-        show_default=False)] = None,
+        show_default=False, metavar="[-- SCRIPT_ARGS...]")] = None,
     widths: Annotated[str, typer.Option("--widths", help="Widths, comma-separated: 64,128,256 (2^k accepted).",
                                         show_default=False)] = ...,
     lrs: Annotated[str, typer.Option("--lrs", help="Base LRs: START:STOP:STEP on a log2 lattice (2^-10:2^-6:0.5 = "

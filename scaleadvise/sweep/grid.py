@@ -44,8 +44,10 @@ def parse_number(text: str, flag: str) -> float:
     t = text.strip()
     try:
         value = 2.0 ** float(t[2:]) if t.startswith("2^") else float(t)
-    except (ValueError, OverflowError):
+    except ValueError:
         raise UserError(f"{flag} {text!r}: not a number (write e.g. 3e-4 or 2^-12)") from None
+    except OverflowError:
+        value = math.inf
     if not math.isfinite(value) or value <= 0:
         raise UserError(f"{flag} {text!r}: must be a positive finite number")
     return value

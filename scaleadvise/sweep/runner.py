@@ -120,12 +120,13 @@ def check_script(script: Path) -> None:
         raise UserError(f"SCRIPT {script}: cannot read it ({e.strerror})") from None
     if not source.strip():
         raise UserError(f"SCRIPT {script}: is empty")
+    if b"\x00" in source:
+        raise UserError(f"SCRIPT {script}: not a Python file (binary)")
     try:
         compile(source, str(script), "exec", dont_inherit=True)
-    except SyntaxError as e:
-        raise UserError(f"SCRIPT {script}: line {e.lineno}: not Python ({e.msg})") from None
-    except ValueError as e:  # null bytes: a binary file
-        raise UserError(f"SCRIPT {script}: not a Python file ({e})") from None
+    except (SyntaxError, ValueError) as e:
+        where = f"line {e.lineno}: " if getattr(e, "lineno", None) else ""
+        raise UserError(f"SCRIPT {script}: {where}not Python ({getattr(e, 'msg', e)})") from None
 
 
 def check_out(out: Path) -> None:
@@ -312,9 +313,11 @@ def _sweep(cfg: SweepConfig, reporter: Reporter, engine_factory, sig: _Signals) 
             _sync_csv(csv_path, rows, depth_axis, summary)
             if error is not None or sig.signum is not None:
                 _remove_empty_runs(started)
-    finally:
-        if made_out and _only_manifest(out):
-            _rmtree_quiet(out)
+    finally:  # a sweep that leaves no run behind leaves OUT as it found it
+        if not is_sweep and _only_manifest(out):
+            _remove_quiet(out / MANIFEST)
+            if made_out:
+                _rmtree_quiet(out)
     summary.interrupted = sig.signum
     if error is not None:
         raise UserError(error)
@@ -404,6 +407,13 @@ def _only_manifest(out: Path) -> bool:
         return {e.name for e in out.iterdir()} <= {MANIFEST}
     except OSError:
         return False
+
+
+def _remove_quiet(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _rmtree_quiet(path: Path) -> None:
