@@ -46,6 +46,8 @@ def _bad(cli, tmp_path, *args, match):
     (("--max-parallel", "0"), "--max-parallel 0: must be at least 1"),
     (("--threads-per-run", "0"), "--threads-per-run 0: must be at least 1"),
     (("--address", " "), "--address: empty"),
+    (("--address", "http://head:6379"), "--address http://head:6379: expected auto, HOST:PORT or ray://HOST:PORT"),
+    (("--address", "127.0.0.1:1"), "--address 127.0.0.1:1: nothing answers at 127.0.0.1:1"),
     (("--bogus",), "No such option: --bogus"),
     (("--", "--width", "64"), "script args: --width sets --width"),
     (("--", "--steps=5"), "script args: --steps=5 sets --steps"),

@@ -248,6 +248,7 @@ def test_interrupted_before_the_first_checkpoint_leaves_no_folder(tmp_path):
     (-9, None, False, "failed"),
     (None, None, True, "stopped"),
     (0, {"status": "done"}, True, "done"),  # it finished just as the sweep stopped
+    (0, {"status": "stopped"}, False, "stopped"),  # the script's --stop-at: resumes on a rerun
 ])
 def test_classify(rc, result, stopped, kind):
     assert classify(rc, result, stopped) == kind

@@ -15,11 +15,34 @@ submit / wait / cancel / shutdown. Ray is imported only when a sweep has work to
 """
 
 import os
+import re
+import socket
 
 from scaleadvise.errors import UserError
 from scaleadvise.sweep import task as task_module
 
 INSTALL = "scaleadvise sweep needs Ray: pip install 'scaleadvise[sweep]'"
+
+
+_HOST_PORT = re.compile(r"^(?:ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+
+
+def check_address(address: str | None, connect: bool = False) -> None:
+    """--address is auto, local, HOST:PORT or ray://HOST:PORT; with ``connect``, something must
+    answer at HOST:PORT (Ray itself would retry for minutes before giving up)."""
+    if address is None or address in ("auto", "local"):
+        return
+    m = _HOST_PORT.match(address.strip())
+    if not m or not 0 < int(m.group(2)) < 65536:
+        raise UserError(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    host, port = m.group(1).strip("[]"), int(m.group(2))
+    if not connect:
+        return
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as e:
+        raise UserError(f"--address {address}: nothing answers at {host}:{port} "
+                        f"({e.strerror or type(e).__name__})") from None
 
 
 def import_ray():
@@ -33,8 +56,10 @@ def import_ray():
 class RayEngine:
     def __init__(self, address: str | None, cpus_per_run: float, gpus_per_run: float):
         ray = import_ray()
+        check_address(address, connect=True)
         self.ray = ray
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # the C++ core's warnings, on the driver's stderr
         local = address in (None, "local") and not (address is None and os.environ.get("RAY_ADDRESS"))
         kwargs = dict(logging_level="ERROR", log_to_driver=False)
         if local:

@@ -9,7 +9,8 @@ exit means (the one-run contract of the emitted script):
     2                        bad input: it would fail for every run, so the sweep stops
                              with that run's one-line error (exit 2)
     0 without result.json    the script is not a one-run script: stops like bad input
-    stopped by the sweep     stopped: resumes from its checkpoint on a rerun
+    stopped by the sweep     stopped: resumes from its checkpoint on a rerun (so does a
+    (or 0 + "stopped")       run that stopped itself: the script's --stop-at)
     anything else            failed: reported with its log; the sweep goes on (exit 1)
 
 SIGINT / SIGTERM: no new runs start; running ones get SIGTERM (they checkpoint); the
@@ -153,6 +154,9 @@ def check_resources(cfg: SweepConfig) -> None:
             raise UserError(f"{flag} {v}: must be at least 1")
     if cfg.address is not None and not cfg.address.strip():
         raise UserError("--address: empty (use auto, HOST:PORT or ray://HOST:PORT)")
+    from scaleadvise.sweep.ray_engine import check_address  # the form only; Ray is not imported
+
+    check_address(cfg.address)
 
 
 # ---- outcomes -------------------------------------------------------------------------
@@ -168,7 +172,9 @@ def classify(rc: int | None, result: dict | None, stopped_by_sweep: bool) -> str
         return "bad_input"
     if rc == 0 and result is None and not stopped_by_sweep:
         return "not_one_run"
-    return "stopped" if stopped_by_sweep else "failed"
+    if stopped_by_sweep or (rc == 0 and status == "stopped"):  # the latter: the script's own --stop-at
+        return "stopped"
+    return "failed"
 
 
 def _describe_failure(rc: int | None, outcome: dict) -> str:
