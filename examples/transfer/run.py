@@ -6,7 +6,7 @@ the emitted script per run, on a local Ray runtime) and `scaleadvise fit`, on a 
 text that ships with every Python; the emitted script holds out its last 5% for the eval
 loss). Three settings, each with Adam:
 
-  sp-global      SP init, one global LR (`--plain`)         paper: k = -0.95 (Table I1, fixed step, STP)
+  sp-global      SP init, one global LR (c = 0 everywhere)   paper: k = -0.95 (Table I1, fixed step, STP)
   sp-per-layer   SP + the per-layer exponents of Table 1     paper: k = -0.05 (Figure 4, STP, full alignment)
   mup-per-layer  muP + the per-layer exponents of Table 1    paper: k = -0.06 (Figure 4, muP, full alignment)
 
@@ -22,7 +22,7 @@ that edge (the same sweep folder, a larger grid), until the optimum is bracketed
 rising on both sides).
 
 Scales (same step count at every width: the paper's fixed-step setting):
-  smoke  widths 16-64, depth 1, 60 steps            ~1-2 min on 2 CPU cores (tests)
+  smoke  widths 16-64, depth 1, 60 steps            minutes on 2 CPU cores (the slow test)
   cpu    widths 32-256, depth 2, head dim 16, 300 steps   ~15-30 min on 2 CPU cores
   gpu    widths 128-2048, depth 4, head dim 128, 500 steps, bf16   estimated <= 10 min per width on one H100
 
@@ -87,7 +87,7 @@ SCALES = {
 class Setting:
     name: str
     param: str  # emit-train --param
-    plain: bool  # run with --plain: SP init, one global LR
+    global_lr: bool  # one LR for every layer at every width (c = 0), SP init
     fit_setting: str  # `fit --setting` vocabulary
     prior_slope: float  # where to centre each width's LR window (octaves per doubling)
     paper: float
@@ -173,7 +173,7 @@ def sweep(args, scale: Scale, setting: Setting, script: Path, widths: list[int],
            "--", "--data", str(Path(args.work) / "corpus.txt"), "--batch-size", str(scale.batch),
            "--eval-every", str(scale.steps), "--eval-batches", str(scale.eval_batches),
            "--log-every", str(max(1, scale.steps // 5)), "--grads-every", "0", "--align-every", "0",
-           *scale.extra, *(["--plain"] if setting.plain else [])]
+           *scale.extra]
     commands.append(shlex.join(cmd))
     t0 = time.perf_counter()
     doc = json.loads(run_cmd(cmd, Path(args.work) / f"{setting.name}.log"))
@@ -213,14 +213,29 @@ def sweep_setting(args, scale: Scale, setting: Setting, script: Path, commands: 
     return out
 
 
-def emit(args, scale: Scale, param: str, commands: list) -> Path:
-    script = Path(args.work) / f"train_{param}.py"
-    cmd = ["scaleadvise", "emit-train", "--param", param, "--optim", "adam", "--width", str(scale.base_width),
-           "--depth", str(scale.depth), "--head-dim", str(scale.head_dim), "--context", str(scale.context),
-           "--vocab", str(VOCAB), "--base-width", str(scale.base_width), "--base-lr", repr(2.0 ** scale.center),
-           "-o", str(script)]
+def emit(args, scale: Scale, setting: Setting, commands: list) -> Path:
+    """The setting's training script. Per-layer settings: `emit-train --param P`. The global
+    LR: the STP prescription with c = 0 for every layer (one LR for all layers at every
+    width: the "global" setting of Table I1), written by `prescribe --json`, edited, and
+    emitted with `emit-train --prescription`."""
+    work = Path(args.work)
+    script = work / f"train_{setting.name}.py"
+    model = ["--param", setting.param, "--optim", "adam", "--width", str(scale.base_width), "--depth",
+             str(scale.depth), "--head-dim", str(scale.head_dim), "--context", str(scale.context), "--vocab",
+             str(VOCAB), "--base-width", str(scale.base_width), "--base-lr", repr(2.0 ** scale.center)]
+    if setting.global_lr:
+        pres_cmd = ["scaleadvise", "prescribe", *model, "--json"]
+        commands.append(shlex.join(pres_cmd) + "  # then c = 0 for every layer")
+        doc = json.loads(run_cmd(pres_cmd, work / "emit.log"))
+        for layer in doc["layers"].values():
+            layer["c"] = 0.0
+        pres = work / f"prescription_{setting.name}.json"
+        pres.write_text(json.dumps(doc, indent=1) + "\n")
+        cmd = ["scaleadvise", "emit-train", "--prescription", str(pres), "-o", str(script)]
+    else:
+        cmd = ["scaleadvise", "emit-train", *model, "-o", str(script)]
     commands.append(shlex.join(cmd))
-    run_cmd(cmd, Path(args.work) / "emit.log")
+    run_cmd(cmd, work / "emit.log")
     return script
 
 
@@ -276,10 +291,10 @@ def main() -> int:
     say(f"corpus: {corpus['bytes']:,} bytes from {corpus['files']} stdlib files (Python {corpus['python']}); "
         f"held-out unigram entropy {h_unigram:.3f} nats")
     commands: list[str] = []
-    scripts = {p: emit(args, scale, p, commands) for p in sorted({s.param for s in SETTINGS})}
+    scripts = {s.name: emit(args, scale, s, commands) for s in SETTINGS}
     say(f"{len(SETTINGS)} sweeps (widths {list(scale.widths)}), {scale.steps} steps per run, "
         f"{args.jobs} runs at a time on {args.device}")
-    parts = {s.name: sweep_setting(args, scale, s, scripts[s.param], commands) for s in SETTINGS}
+    parts = {s.name: sweep_setting(args, scale, s, scripts[s.name], commands) for s in SETTINGS}
 
     rows = [r for s in SETTINGS for r in read_sweeps([parts[s.name]], s)]
     sweeps = results / "sweeps.csv"

@@ -59,7 +59,6 @@ class RayEngine:
         check_address(address, connect=True)
         self.ray = ray
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # the C++ core's warnings, on the driver's stderr
         local = address in (None, "local") and not (address is None and os.environ.get("RAY_ADDRESS"))
         kwargs = dict(logging_level="ERROR", log_to_driver=False)
         if local:
