@@ -287,3 +287,17 @@ def test_a_run_whose_worker_dies_is_told_to_stop(tmp_path):
         time.sleep(0.1)
     res = json.loads((run_dir / "result.json").read_text())
     assert res["status"] == "stopped" and 0 < res["step"] < 10000
+
+
+def test_a_depth_axis_names_runs_and_adds_the_depth_column(tmp_path):
+    out = tmp_path / "s"
+    summary = run_sweep(_cfg(out, widths="32", lrs="2^-8", depths="2,4", seeds="0,1", steps=3),
+                        engine_factory=lambda cfg: ThreadEngine())
+    assert summary.done == 4
+    assert sorted(p.name for p in out.glob("w*")) == ["w32_d2_lr0.00390625_s0", "w32_d2_lr0.00390625_s1",
+                                                      "w32_d4_lr0.00390625_s0", "w32_d4_lr0.00390625_s1"]
+    rows = _rows(out)
+    assert list(rows[0]) == ["width", "depth", "lr", "loss", "step", "seed", "param", "optim", "diverged"]
+    assert [(r["depth"], r["seed"]) for r in rows] == [("2", "0"), ("2", "1"), ("4", "0"), ("4", "1")]
+    for d in out.glob("w*"):  # each run was given its depth
+        assert json.loads((d / "result.json").read_text())["depth"] == int(d.name.split("_")[1][1:])

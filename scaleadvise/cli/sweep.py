@@ -51,10 +51,16 @@ class _Bar:
 
     def __init__(self, terminal: bool):
         self.terminal = terminal
-        self.progress = self.task = None
+        self.progress = self.task = self.status = None
         self.total = self.count = 0
 
+    def starting(self) -> None:
+        if self.terminal:  # Ray takes seconds to start: say so
+            self.status = err_console.status("starting Ray", spinner="dots")
+            self.status.start()
+
     def begin(self, total: int, skipped: int) -> None:
+        self._stop_status()
         self.total = total
         if not self.terminal:
             return
@@ -88,7 +94,13 @@ class _Bar:
         (self.progress.console if self.progress is not None else err_console).print(text, highlight=False,
                                                                                       soft_wrap=True)
 
+    def _stop_status(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
     def end(self) -> None:
+        self._stop_status()
         if self.progress is not None:
             self.progress.stop()
             self.progress = None

@@ -70,7 +70,9 @@ class RayEngine:
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
             where = f"--address {address}" if address else f"RAY_ADDRESS={os.environ.get('RAY_ADDRESS')}" \
                 if not local else "the local Ray runtime"
-            raise UserError(f"{where}: cannot start or join Ray ({' '.join(str(e).split())[:300]})") from None
+            hint = "; a cluster with token authentication needs RAY_AUTH_MODE=token here" \
+                if not local and "RAY_AUTH_MODE" not in os.environ else ""
+            raise UserError(f"{where}: cannot start or join Ray ({' '.join(str(e).split())[:300]}){hint}") from None
         self.address = "local" if local else address
         try:
             self._check_resources(cpus_per_run, gpus_per_run, local)

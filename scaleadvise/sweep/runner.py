@@ -101,6 +101,7 @@ class Engine(Protocol):
 class Reporter:
     """What the sweep tells the CLI as it goes (the CLI draws a progress bar)."""
 
+    def starting(self) -> None: ...
     def begin(self, total: int, skipped: int) -> None: ...
     def finished(self, name: str, kind: str, row: dict | None, seconds: float, detail: str) -> None: ...
     def stopping(self, signum: int) -> None: ...
@@ -299,6 +300,7 @@ def _sweep(cfg: SweepConfig, reporter: Reporter, engine_factory, sig: _Signals) 
             engine = None
             try:
                 if sig.signum is None:
+                    reporter.starting()
                     try:
                         engine = engine_factory(cfg)
                     except SystemExit:  # Ray's own SIGTERM handler, while it starts
