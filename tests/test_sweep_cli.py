@@ -238,3 +238,11 @@ def test_a_run_refusing_its_input_on_ray_is_one_line_and_leaves_nothing(tmp_path
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("scaleadvise: error: run w")
     assert r.stderr.endswith(": fake_train: error: --refuse: this script refuses every input\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreadable_out_is_one_line(cli, tmp_path, monkeypatch):
+    out = tmp_path / "s"
+    out.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(out) else real(p, mode))
+    _bad(cli, tmp_path, str(FAKE), *GRID, "--out", str(out), match="is not readable")

@@ -301,3 +301,46 @@ def test_a_depth_axis_names_runs_and_adds_the_depth_column(tmp_path):
     assert [(r["depth"], r["seed"]) for r in rows] == [("2", "0"), ("2", "1"), ("4", "0"), ("4", "1")]
     for d in out.glob("w*"):  # each run was given its depth
         assert json.loads((d / "result.json").read_text())["depth"] == int(d.name.split("_")[1][1:])
+
+
+def test_one_sweep_at_a_time_per_folder(tmp_path):
+    import fcntl
+
+    out = tmp_path / "s"
+    run_sweep(_cfg(out, lrs="2^-9", steps=2), engine_factory=lambda cfg: ThreadEngine())
+    fd = os.open(out, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a running sweep holds it
+    try:
+        with pytest.raises(UserError, match="another scaleadvise sweep is running in it"):
+            run_sweep(_cfg(out, lrs="2^-9,2^-8", steps=2), engine_factory=lambda cfg: ThreadEngine())
+    finally:
+        os.close(fd)
+    assert (out / "sweep.json").exists() and len(_rows(out)) == 2  # the other sweep's folder is untouched
+
+
+def test_a_failed_first_sweep_removes_the_folders_it_made(tmp_path):
+    out = tmp_path / "a" / "b" / "s"
+    with pytest.raises(UserError):
+        run_sweep(_cfg(out, "--refuse"), engine_factory=lambda cfg: ThreadEngine())
+    assert list(tmp_path.iterdir()) == []
+
+
+class DyingEngine(ThreadEngine):
+    """Ray's processes killed under the sweep: wait() raises after the first run finished."""
+
+    def wait(self, handles, timeout):
+        done = super().wait(handles, timeout)
+        if done and getattr(self, "died", False):
+            raise RuntimeError("the raylet died")
+        self.died = bool(done)
+        return done
+
+
+def test_an_engine_failure_stops_the_sweep_and_keeps_what_finished(tmp_path):
+    out = tmp_path / "s"
+    summary = run_sweep(_cfg(out, steps=2, max_parallel=1), engine_factory=lambda cfg: DyingEngine())
+    assert summary.engine_error == "the raylet died" and summary.exit_code == 1
+    assert summary.done == 1 and len(_rows(out)) == 1 and (out / "sweep.json").exists()
+    # the run that finished while the engine died is in its folder: the rerun finds it
+    again = run_sweep(_cfg(out, steps=2, max_parallel=1), engine_factory=lambda cfg: ThreadEngine())
+    assert again.skipped == 2 and again.done == 4 and again.exit_code == 0 and len(_rows(out)) == 6

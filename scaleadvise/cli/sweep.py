@@ -169,6 +169,10 @@ def sweep_command(
                          f"finished, {summary.stopped} stopped at their checkpoints; rerun the same command to "
                          "resume\n")
         raise typer.Exit(summary.exit_code)
+    if summary.engine_error is not None:
+        sys.stderr.write(f"scaleadvise: error: Ray failed under the sweep ({summary.engine_error}); "
+                         f"{summary.done + summary.diverged} runs finished; rerun the same command to resume\n")
+        raise typer.Exit(summary.exit_code)
     if not json_out:
         _render(summary, doc)
     raise typer.Exit(summary.exit_code)

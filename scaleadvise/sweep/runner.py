@@ -39,6 +39,10 @@ EXIT_BAD_INPUT = 2
 POLL_S = 0.5
 
 
+class EngineError(RuntimeError):
+    """The engine (Ray) failed under the sweep; the runs' folders are intact."""
+
+
 @dataclass
 class SweepConfig:
     script: Path
@@ -69,6 +73,7 @@ class Summary:
     sweeps_csv: Path | None = None
     failures: list[dict] = field(default_factory=list)
     interrupted: int | None = None  # the signal that stopped the sweep
+    engine_error: str | None = None  # the engine failed: the sweep stopped following its runs
     engine: dict | None = None
     seconds: float = 0.0
     dry_run: bool = False
@@ -80,14 +85,14 @@ class Summary:
                     "planned", "skipped", "resumed", "fresh", "done", "diverged", "failed", "stopped")},
                 "failures": self.failures, "interrupted": self.interrupted is not None,
                 "signal": None if self.interrupted is None else signal.Signals(self.interrupted).name,
-                "engine": self.engine, "seconds": round(self.seconds, 3), "dry_run": self.dry_run,
+                "engine": self.engine, "engine_error": self.engine_error, "seconds": round(self.seconds, 3), "dry_run": self.dry_run,
                 **({"plan": self.plan} if self.dry_run else {})}
 
     @property
     def exit_code(self) -> int:
         if self.interrupted is not None:
             return 128 + self.interrupted
-        return 1 if self.failed else 0
+        return 1 if self.failed or self.engine_error else 0
 
 
 class Engine(Protocol):
@@ -140,8 +145,8 @@ def check_out(out: Path) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise UserError(f"--out {out}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out}: {parent} is not writable")
+    if not os.access(parent, os.W_OK | os.X_OK | (os.R_OK if parent == out else 0)):
+        raise UserError(f"--out {out}: {parent} is not {'readable and ' if parent == out else ''}writable")
 
 
 def check_resources(cfg: SweepConfig) -> None:
@@ -290,46 +295,63 @@ def _sweep(cfg: SweepConfig, reporter: Reporter, engine_factory, sig: _Signals) 
         _sync_csv(csv_path, rows, depth_axis, summary)
         return summary
 
-    made_out = not out.exists()
+    created = _missing_ancestors(out)  # folders this sweep creates (removed again if it leaves no run)
     out.mkdir(parents=True, exist_ok=True)
     started: list[PlannedRun] = []
+    error, locked = None, False
     try:
         with _locked(out):
+            locked = True
             if not is_sweep:
                 write_atomic(out / MANIFEST, json.dumps(identity.to_dict(script), indent=1) + "\n")
-            engine = None
-            try:
-                if sig.signum is None:
-                    reporter.starting()
-                    try:
-                        engine = engine_factory(cfg)
-                    except SystemExit:  # Ray's own SIGTERM handler, while it starts
-                        sig.signum = signal.SIGTERM
-                    if _main_thread():
-                        sig.install()  # ray.init replaces the driver's SIGTERM handler
-                if engine is not None:
-                    summary.engine = getattr(engine, "describe", lambda: None)()
-                    reporter.begin(len(todo), summary.skipped)
-                    error = _loop(engine, todo, spec, cfg.max_parallel, rows, csv_path, depth_axis, summary,
-                                  reporter, sig, started)
-                else:
-                    error = None
-            finally:
-                if engine is not None:
-                    engine.shutdown()
-                reporter.end()
+            error = _execute(cfg, engine_factory, todo, spec, rows, csv_path, depth_axis, summary, reporter, sig,
+                             started)
             _sync_csv(csv_path, rows, depth_axis, summary)
-            if error is not None or sig.signum is not None:
+            if error is not None or sig.signum is not None or summary.engine_error is not None:
                 _remove_empty_runs(started)
     finally:  # a sweep that leaves no run behind leaves OUT as it found it
-        if not is_sweep and _only_manifest(out):
+        if locked and not is_sweep and _only_manifest(out):
             _remove_quiet(out / MANIFEST)
-            if made_out:
-                _rmtree_quiet(out)
+            for d in [out, *out.parents]:
+                if d not in created:
+                    break
+                _rmdir_quiet(d)
     summary.interrupted = sig.signum
     if error is not None:
         raise UserError(error)
     return summary
+
+
+def _execute(cfg: SweepConfig, engine_factory, todo: list[PlannedRun], spec, rows: dict, csv_path: Path,
+             depth_axis: bool, summary: Summary, reporter: Reporter, sig: _Signals, started: list) -> str | None:
+    """Start the engine, run the loop, shut the engine down; the bad-input error, if any."""
+    engine = None
+    try:
+        if sig.signum is None:  # not interrupted while we planned
+            reporter.starting()
+            try:
+                engine = engine_factory(cfg)
+            except SystemExit:  # Ray's own SIGTERM handler, while it starts
+                sig.signum = signal.SIGTERM
+            if _main_thread():
+                sig.install()  # ray.init replaces the driver's SIGTERM handler
+        if engine is None:
+            return None
+        summary.engine = getattr(engine, "describe", lambda: None)()
+        reporter.begin(len(todo), summary.skipped)
+        try:
+            return _loop(engine, todo, spec, cfg.max_parallel, rows, csv_path, depth_axis, summary, reporter, sig,
+                         started)
+        except EngineError as e:
+            summary.engine_error = str(e)
+            return None
+    finally:
+        reporter.end()
+        if engine is not None:
+            try:
+                engine.shutdown()
+            except Exception:  # already gone with the failure being reported
+                pass
 
 
 def _loop(engine: Engine, todo: list[PlannedRun], spec, max_parallel: int | None, rows: dict, csv_path: Path,
@@ -354,35 +376,44 @@ def _loop(engine: Engine, todo: list[PlannedRun], spec, max_parallel: int | None
         elif sig.count >= 2 and not forced:
             engine.cancel(list(inflight), force=True)
             forced = True
-        for handle, outcome in engine.wait(list(inflight), POLL_S):
+        try:
+            finished = engine.wait(list(inflight), POLL_S)
+        except Exception as e:  # the engine itself failed (Ray's processes killed): no run can be followed
+            raise EngineError(" ".join(str(e).split())[:300]) from None
+        for handle, outcome in finished:
             p = inflight.pop(handle)
-            if isinstance(outcome, BaseException):  # from the engine: the task did not return
-                rc, detail, result = None, " ".join(str(outcome).split())[:300], None
-                if engine.is_cancelled(outcome):
-                    continue  # cancelled before it started: nothing happened to it
-                kind = "stopped" if cancelled else "failed"
-            else:
-                rc, result = outcome["rc"], outcome["result"]
-                kind = classify(rc, result, outcome["stopped"] or cancelled)
-                detail = _describe_failure(rc, outcome)
-            row = None
-            if kind in ("done", "diverged"):
-                row = rows[p.run.name] = make_row(p.run, result)
-                write_atomic(csv_path, render_csv(rows, depth_axis))
-                setattr(summary, kind, getattr(summary, kind) + 1)
-            elif kind == "bad_input" and error is None:
-                error = f"run {p.run.name}: {outcome.get('error') or 'the script refused its input (exit 2)'}"
-            elif kind == "not_one_run" and error is None:
-                error = (f"SCRIPT exited 0 without writing {p.run.name}/{RESULT}: it does not follow the one-run "
-                         "contract of scaleadvise emit-train scripts")
-            elif kind == "stopped":
-                summary.stopped += 1
-            elif kind == "failed":
-                summary.failed += 1
-                summary.failures.append({"run": p.run.name, "exit": rc, "error": detail,
-                                         "log": str(p.run_dir / LOG)})
-            reporter.finished(p.run.name, kind, row, 0.0 if isinstance(outcome, BaseException) else
-                              outcome["seconds"], detail)
+            if isinstance(outcome, BaseException) and engine.is_cancelled(outcome):
+                continue  # cancelled before it started: nothing happened to it
+            error = _record(p, outcome, cancelled, rows, csv_path, depth_axis, summary, reporter) or error
+    return error
+
+
+def _record(p: PlannedRun, outcome: dict | BaseException, cancelled: bool, rows: dict, csv_path: Path,
+            depth_axis: bool, summary: Summary, reporter: Reporter) -> str | None:
+    """Book one finished task: a row of sweeps.csv (rewritten whole), a count, a failure, or
+    the error that stops the sweep (returned)."""
+    if isinstance(outcome, BaseException):  # from the engine: the task did not return (worker crashed)
+        rc, result, seconds = None, None, 0.0
+        kind, detail = ("stopped" if cancelled else "failed"), " ".join(str(outcome).split())[:300]
+    else:
+        rc, result, seconds = outcome["rc"], outcome["result"], outcome["seconds"]
+        kind, detail = classify(rc, result, outcome["stopped"] or cancelled), _describe_failure(rc, outcome)
+    row, error = None, None
+    if kind in ("done", "diverged"):
+        row = rows[p.run.name] = make_row(p.run, result)
+        write_atomic(csv_path, render_csv(rows, depth_axis))
+        setattr(summary, kind, getattr(summary, kind) + 1)
+    elif kind == "bad_input":
+        error = f"run {p.run.name}: {outcome.get('error') or 'the script refused its input (exit 2)'}"
+    elif kind == "not_one_run":
+        error = (f"SCRIPT exited 0 without writing {p.run.name}/{RESULT}: it does not follow the one-run "
+                 "contract of scaleadvise emit-train scripts")
+    elif kind == "stopped":
+        summary.stopped += 1
+    else:
+        summary.failed += 1
+        summary.failures.append({"run": p.run.name, "exit": rc, "error": detail, "log": str(p.run_dir / LOG)})
+    reporter.finished(p.run.name, kind, row, seconds, detail)
     return error
 
 
@@ -410,6 +441,11 @@ def _remove_empty_runs(started: list[PlannedRun]) -> None:
             _rmtree_quiet(p.run_dir)
 
 
+def _missing_ancestors(path: Path) -> set[Path]:
+    """``path`` and its ancestors that do not exist yet."""
+    return {p for p in [path, *path.parents] if not p.exists()}
+
+
 def _only_manifest(out: Path) -> bool:
     try:
         return {e.name for e in out.iterdir()} <= {MANIFEST}
@@ -428,3 +464,10 @@ def _rmtree_quiet(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _rmdir_quiet(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:  # not empty (something else is in it) or already gone
+        pass
