@@ -131,3 +131,118 @@ def test_user_model_classification(tmp_path):
     types = {t.name: (t.layer_type, t.scale_dim) for t in expand(load_model(str(f)), 64)}
     assert types == {"stem": ("embedding", 64), "b0.w": ("hidden", 64), "b0.gain": ("embedding", 128),
                      "b1.w": ("hidden", 64), "b1.gain": ("embedding", 128), "head": ("readout", 128)}
+
+
+# ---------------------------------------------------------------------------- issue 10
+
+
+def _lrs(**kw) -> dict[str, float]:
+    pres = prescribe(PrescribeRequest(tensors=False, **kw))
+    return {t: v.lr for t, v in pres.layers.items()}
+
+
+@pytest.mark.parametrize("base_width", [32, 256, 1024, 4096])
+def test_paper_constants_ratios_do_not_depend_on_base_width(base_width):
+    """Table C3 was tuned at base width 1024 (C.4): at width 256 the hidden/embedding LR
+    ratio is gamma_h/gamma_e (256/1024)^-(c_h - c_e) = 1.133/5.357 x 4 = 0.846 whatever
+    base width the user states (it was 0.211 with --base-width 256 before the constants
+    carried their base width)."""
+    lr = _lrs(param="stp", optim="adam", width=256, base_width=base_width, constants="paper")
+    assert lr["hidden"] / lr["embedding"] == pytest.approx(1.133 / 5.357 * 4, rel=1e-12)
+    assert lr["readout"] / lr["embedding"] == pytest.approx(2.596 / 5.357 * 4, rel=1e-12)
+
+
+def test_paper_constants_are_converted_and_say_so():
+    pres = prescribe(PrescribeRequest(param="stp", optim="adam", width=256, base_width=256, constants="paper"))
+    assert pres.constants == pytest.approx({"embedding": 5.357, "hidden": 1.133 * 4, "readout": 2.596 * 4})
+    assert "tuned at base width 1024, converted to base width 256" in pres.constants_source
+    same = prescribe(PrescribeRequest(param="stp", optim="adam", width=256, constants="paper"))
+    assert same.constants == {"embedding": 5.357, "hidden": 1.133, "readout": 2.596}
+    assert "converted" not in same.constants_source and "tuned at base width 1024" in same.constants_source
+
+
+def test_user_constants_file_carries_its_base_width(tmp_path):
+    f = tmp_path / "g.yaml"
+    f.write_text("base_width: 64\nembedding: 2.0\nhidden: 0.5\nreadout: 1.0\n")
+    at_64 = _lrs(param="mup", optim="adam", width=512, base_width=64, constants=str(f), base_lr=1e-2)
+    at_128 = _lrs(param="mup", optim="adam", width=512, base_width=128, constants=str(f), base_lr=1e-2)
+    assert at_64 == pytest.approx(at_128, rel=1e-12)  # the same LRs: base_lr is the LR at the tuned width
+    f.write_text("embedding: 2.0\nhidden: 0.5\nreadout: 1.0\n")  # no base width: taken as the user's
+    assert _lrs(param="mup", optim="adam", width=512, base_width=64, constants=str(f))["hidden"] == \
+        pytest.approx(1e-3 * 0.5 * 8 ** -1)
+
+
+@pytest.mark.parametrize("optim,alignment", [("adam", "full"), ("adamw", "full"), ("adam-atan2", "full"),
+                                             ("sgd", "full"), ("adafactor", "none"), ("adam-ps", "none")])
+def test_alignment_default_follows_the_paper_per_family(optim, alignment):
+    """§4.2.2: no alignment for Adam + parameter scaling / Adafactor (its constants transfer
+    negatively under full alignment); §4.2.1: full alignment for Adam."""
+    pres = prescribe(PrescribeRequest(param="stp", optim=optim, width=4096, tensors=False))
+    want = prescribe(PrescribeRequest(param="stp", optim=optim, width=4096, alignment=alignment, tensors=False))
+    assert pres.alignment == want.alignment
+    words = {"full": "full alignment", "none": "no alignment"}[alignment]
+    assert pres.alignment_source.startswith(f"default for {pres.family.value}: {words}")
+    assert want.alignment_source == f"--alignment {alignment}"
+
+
+def test_adafactor_default_is_one_global_lr():
+    """Table 1, right column: with no alignment every layer of every parameterization takes
+    an O(1) LR under Adafactor, i.e. the global LR the paper recommends (§4.2.2)."""
+    for param in ("stp", "ntk", "mup", "mfp"):
+        pres = prescribe(PrescribeRequest(param=param, optim="adam-ps", width=8192, tensors=False))
+        assert {t: v.c for t, v in pres.layers.items()} == {"embedding": 0, "hidden": 0, "readout": 0}
+
+
+@pytest.mark.parametrize("depth,c_embedding", [(2, 0.2), (4, 0.4), (8, 0.8)])
+def test_the_chain_of_hidden_layers_reaches_the_solver(depth, c_embedding):
+    """With omega = 0.6 on hidden layers each one shrinks the residual by 0.1 (Table 2:
+    1/2 + r - omega), so the embedding must move less the more hidden layers follow:
+    c_emb = 0.1 x hidden layers (it was 0.2 for every depth)."""
+    pres = prescribe(PrescribeRequest(param="stp", optim="adam", model="mlp", depth=depth, width=4096,
+                                      alignment="1,0.6,1", omega_readout=0.5, tensors=False))
+    assert pres.model.hidden_chain == depth
+    assert pres.layers["embedding"].c == pytest.approx(c_embedding)
+
+
+def test_transformer_chain_is_four_dense_layers_per_block():
+    pres = prescribe(PrescribeRequest(param="stp", optim="adam", width=1024, depth=3, tensors=False,
+                                      alignment="1,0.55,1", omega_readout=0.5))
+    assert pres.model.hidden_chain == 12  # v -> o and up -> down per block (core/model.py)
+    assert pres.layers["embedding"].c == pytest.approx(12 * 0.05)
+    at_half = prescribe(PrescribeRequest(param="stp", optim="adam", width=1024, depth=3, tensors=False))
+    assert at_half.layers["embedding"].c == 0  # omega = 1/2: the chain does not matter (Table 1)
+
+
+def test_adafactor_per_layer_epsilon_scales_with_the_square_of_the_gradient():
+    """Adafactor adds eps to g² (v), not to sqrt(v): eps_l = base_eps (n/b)^-2g_l; Adam and
+    Adam + parameter scaling add it to sqrt(v): (n/b)^-g_l (§4.3)."""
+    kw = dict(param="mfp", width=8192, eps="per-layer", base_eps=1e-30, tensors=False)
+    ada = prescribe(PrescribeRequest(optim="adafactor", **kw))
+    ps = prescribe(PrescribeRequest(optim="adam-ps", **kw))
+    for t, g in (("embedding", 1.0), ("hidden", 1.5), ("readout", 1.0)):  # MFP gradients (Table 1)
+        assert ada.layers[t].g == ps.layers[t].g == g
+        assert ada.layers[t].eps == pytest.approx(1e-30 * 8.0 ** (-2 * g))
+        assert ps.layers[t].eps == pytest.approx(1e-30 * 8.0 ** -g)
+        assert ada.layers[t].eps_exponent == 2 * g
+
+
+def test_umup_norm_gains_keep_a_width_independent_lr():
+    """u-muP down-scales the input *weights'* LR only; in unit_scaling.optim norm gains and
+    biases get no width factor (it was 0.001 -> 0.0005 at 4x width)."""
+    pres = prescribe(PrescribeRequest(param="umup", optim="adam", width=4096, base_width=1024))
+    assert pres.tensor("embed.tokens").lr == pytest.approx(1e-3 / 2)
+    assert pres.tensor("final_norm").lr == pytest.approx(1e-3)
+    assert pres.tensor("blocks.0.attn_norm").lr == pytest.approx(1e-3)
+    assert any("unit-scaled ops" in n for n in pres.notes)
+
+
+def test_fixed_tensors_take_no_exponent(tmp_path):
+    """A tensor none of whose dimensions grows (a readout bias [classes]) keeps its own
+    init, the base LR and the base epsilon."""
+    f = tmp_path / "m.yaml"
+    f.write_text("name: clf\ndepth: 1\ndims: {classes: 10}\ntensors:\n"
+                 "  - {name: w, shape: [d, 3]}\n  - {name: h, shape: [d, d]}\n"
+                 "  - {name: head, shape: [classes, d]}\n  - {name: head.bias, shape: [classes], kind: bias}\n")
+    pres = prescribe(PrescribeRequest(param="mup", optim="adam", model=str(f), width=256, base_width=64))
+    bias = pres.tensor("head.bias")
+    assert (bias.layer_type, bias.init, bias.lr, bias.eps, bias.multiplier) == ("fixed", "keep", 1e-3, 1e-9, 1.0)

@@ -77,7 +77,7 @@ def test_alignment_is_half_at_init_and_one_when_aligned(tmp_path):
     out = tmp_path / "a"
     T.main([*FAST, "--steps", "1", "--out", str(out), "--align-every", "1", "--width", "256"], prescription=tiny())
     a = [r for r in rows(out / "alignment.csv") if r["step"] == "0"]
-    assert list(a[0]) == ["width", "layer", "step", "log_alignment"] and a[0]["width"] == "256"
+    assert list(a[0]) == ["width", "layer", "step", "log_alignment", "alpha", "omega", "u"] and a[0]["width"] == "256"
     dense = {r["layer"] for r in a}
     assert dense == {f"blocks.{i}.{m}" for i in range(2) for m in
                      ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.up", "mlp.down")} | {"readout"}

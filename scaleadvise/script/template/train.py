@@ -35,8 +35,8 @@ from scaleadvise.script.template.dist import (Dist, all_mean, barrier, load_chec
                                         setup_distributed, wrap_model)
 from scaleadvise.script.template.nanodo import (BadInput, NanoDO, apply_prescription, flops_per_token, model_dims,
                                           param_groups, plain_prescription, resolve_model)
-from scaleadvise.script.template.probes import (ALIGNMENT_COLUMNS, GRADS_COLUMNS, METRICS_COLUMNS, SWEEP_COLUMNS,
-                                          CsvLog, gradient_scales, log_alignment, read_rows)
+from scaleadvise.script.template.probes import (ALIGNMENT_COLUMNS, GRADS_COLUMNS, METRICS_COLUMNS, PROBE_SEQUENCES,
+                                                SWEEP_COLUMNS, AlignmentProbe, CsvLog, gradient_scales, read_rows)
 from scaleadvise.torch.optim import AdamAtan2, AdamPS
 # ---- bundle: drop end
 
@@ -90,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--eval-every", type=int, default=200)
     a("--eval-batches", type=int, default=8)
     a("--grads-every", type=int, default=100, help="grads.csv interval (0: off)")
-    a("--align-every", type=int, default=100, help="alignment.csv interval (0: off)")
+    a("--align-every", type=int, default=100,
+      help="alignment.csv interval (0: off, and no memory held): per dense layer A (Def. 3.1) and alpha, omega, "
+           f"u (B.11) against the step-0 weights and inputs on {PROBE_SEQUENCES} held-out sequences; holds an fp32 "
+           "copy of every dense weight (its shard under FSDP) and each dense layer's probe input")
     a("--ckpt-every", type=int, default=0, help="checkpoint interval (0: only with --stop-at)")
     a("--stop-at", type=int, default=None, help="checkpoint and stop after this step; continue with --resume")
     a("--sweep-lr", default=None, help="base LRs: START:STOP:STEP in log2 units (2^-14:2^-6:0.5) or a list")
@@ -215,6 +218,13 @@ class Run:
         self.align = CsvLog(os.path.join(out, "alignment.csv"), ALIGNMENT_COLUMNS, main and args.align_every > 0)
         self.ckpt = os.path.join(out, "checkpoint.pt")
         self.width, self.base_lr = width, base_lr
+        # Alignment probe (probes.AlignmentProbe): W_0 and z_0 taken now, from the seed's init,
+        # before any checkpoint is loaded, on one fixed held-out batch that is the same on
+        # every rank. FSDP ranks each keep their shard; under DDP rank 0 alone measures.
+        self.probe = None
+        if args.align_every and (dist.mode == "fsdp" or dist.main):
+            probe_batch = eval_batch_list(held_tok, self.context, PROBE_SEQUENCES, 1, 0, 1, 0, self.device)[0][0]
+            self.probe = AlignmentProbe(self.model, probe_batch, self.autocast, dist)
 
     def autocast(self):
         if self.bf16:
@@ -255,10 +265,9 @@ class Run:
         return loss_sum / accum
 
     def _alignment(self, step: int) -> None:
-        if self.args.align_every and step % self.args.align_every == 0:
-            values = log_alignment(self.model, self.eval_set[0][0], self.autocast)
-            self.align.write([{"width": self.width, "layer": k, "step": step, "log_alignment": v}
-                              for k, v in values.items()])
+        if self.probe is not None and step % self.args.align_every == 0:
+            values = self.probe.measure(step)  # collective under FSDP: every rank measures
+            self.align.write([{"width": self.width, "layer": k, "step": step, **v} for k, v in values.items()])
 
     def resume(self) -> int:
         payload = load_checkpoint(self.ckpt, self.model, self.opt, self.dist)
@@ -266,6 +275,8 @@ class Run:
             if isinstance(g["lr"], torch.Tensor):
                 g["lr"] = torch.tensor(float(g["lr"]), dtype=torch.float32, device=self.device)
         self.batches.seek(payload["data_position"])
+        if self.probe is not None:
+            self.probe.check(payload.get("align_probe"))
         step = int(payload["step"])
         for log in (self.metrics, self.grads, self.align):
             log.truncate_after(step)
@@ -273,7 +284,8 @@ class Run:
 
     def save(self, step: int) -> None:
         save_checkpoint(self.ckpt, self.model, self.opt,
-                        {"step": step, "data_position": self.batches.position, "width": self.width}, self.dist)
+                        {"step": step, "data_position": self.batches.position, "width": self.width,
+                         "align_probe": self.probe.fingerprint() if self.probe is not None else None}, self.dist)
 
     def train(self, resume: bool, quiet: bool = False) -> dict:
         args = self.args
