@@ -31,7 +31,7 @@ checkpoints running runs): finished runs are skipped, stopped runs resume from t
 checkpoints. Diverged runs are kept (loss NaN); OUT/sweeps.csv holds every finished run.
 \b
 Ray: by default a local Ray runtime is started for the sweep and stopped after it
-(pip install 'scaleadvise[sweep]'). With --address the runs go to a Ray cluster: SCRIPT,
+(pip install 'scaleadvise\\[sweep]'). With --address the runs go to a Ray cluster: SCRIPT,
 --out and the script's data must then be at the same path on every node (a shared
 filesystem), and the nodes need Python with torch (not scaleadvise).
 \b
@@ -113,7 +113,7 @@ def sweep_command(
                                            metavar="SCRIPT")],
     script_args: Annotated[Optional[list[str]], typer.Argument(
         help="After --: further arguments for every run (e.g. -- --data tokens.bin --batch-size 64).",
-        show_default=False, metavar="[-- SCRIPT_ARGS...]")] = None,
+        show_default=False, metavar="SCRIPT_ARGS")] = None,
     widths: Annotated[str, typer.Option("--widths", help="Widths, comma-separated: 64,128,256 (2^k accepted).",
                                         show_default=False)] = ...,
     lrs: Annotated[str, typer.Option("--lrs", help="Base LRs: START:STOP:STEP on a log2 lattice (2^-10:2^-6:0.5 = "
