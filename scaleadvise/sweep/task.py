@@ -11,7 +11,10 @@ The script runs in its own session, so a Ctrl-C in the terminal reaches the swee
 and every run is stopped the same way. A small launcher sits between the worker and
 the script: Ray's processes block SIGINT, which a child inherits, so the launcher
 unblocks it; and on Linux it asks the kernel to send the script SIGTERM if its worker
-dies (the sweep killed with -9, a node shutting down), so no run trains on unattended.
+dies. Ray itself kills a dead worker's children (SIGKILL, its default
+kill_child_processes_on_worker_exit): after `kill -9` of the sweep the runs end at once
+and a rerun resumes them from their last periodic checkpoint; where Ray does not, the
+launcher's SIGTERM makes them checkpoint and stop. No run trains on unattended.
 """
 
 import os
