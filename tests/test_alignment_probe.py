@@ -9,6 +9,8 @@ resume, DDP, FSDP) and the issue's toy: an SP hidden layer trained with Adam at 
 import csv
 import importlib.util
 import json
+import subprocess
+import sys
 import math
 from pathlib import Path
 
@@ -239,7 +241,11 @@ FAST = ["--device", "cpu", "--batch-size", "8", "--log-every", "1", "--eval-ever
 
 
 def tiny(param: str = "mup", optim: str = "adam") -> dict:
-    return prescribe(PrescribeRequest(param=param, optim=optim, **TINY)).to_dict()
+    """The emitted script's data block for a tiny prescription."""
+    from scaleadvise.script.emit import script_prescription
+
+    return script_prescription(prescribe(PrescribeRequest(param=param, optim=optim, **TINY)).to_dict(),
+                               depth_free=True)
 
 
 def rows(path) -> list[dict]:
@@ -295,15 +301,17 @@ def test_align_every_zero_holds_no_probe(tmp_path, monkeypatch):
 
 
 def _distributed(tmp_path, mode: str, extra: list[str]) -> tuple[list[dict], list[dict]]:
-    from test_train_distributed import COMMON, _single, _torchrun
+    from test_train_distributed import COMMON, TINY as TINY_FLAGS, _single, _torchrun
 
-    pres = tmp_path / "p.json"
-    pres.write_text(json.dumps(tiny()))
-    args = ["--prescription", str(pres), "--steps", "6", *COMMON, "--align-every", "2"]
-    one = _single([*args, "--out", str(tmp_path / "one")])
+    script = tmp_path / "train.py"
+    proc = subprocess.run([sys.executable, "-m", "scaleadvise", "emit-train", *TINY_FLAGS, "-o", str(script)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    args = ["--steps", "6", *COMMON, "--align-every", "2"]
+    one = _single(str(script), [*args, "--out", str(tmp_path / "one")])
     assert one.returncode == 0, one.stderr
     for more in extra:
-        two = _torchrun([*args, "--out", str(tmp_path / mode), "--distributed", mode, *more.split()])
+        two = _torchrun(str(script), [*args, "--out", str(tmp_path / mode), "--distributed", mode, *more.split()])
         assert two.returncode == 0, two.stderr
     return rows(tmp_path / "one" / "alignment.csv"), rows(tmp_path / mode / "alignment.csv")
 

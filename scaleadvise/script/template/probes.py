@@ -1,8 +1,5 @@
-"""What the analysis commands read: CSV logs, gradient scales, alignment ratios.
-
-Bundled verbatim into the emitted script (torch and the standard library only).
-Column names are the contracts of DESIGN.md: `fit` reads sweeps.csv, `epsilon`
-reads grads.csv, `align` reads alignment.csv.
+"""Probes: what the analysis commands read. Column names are DESIGN.md's contracts:
+`scaleadvise epsilon` reads grads.csv, `scaleadvise align` reads alignment.csv.
 """
 
 import csv
@@ -11,15 +8,13 @@ import os
 
 import torch
 
-# ---- bundle: drop begin
+from scaleadvise.script.template.config import BadInput
 from scaleadvise.script.template.dist import Dist, all_sum, local_tensor
-from scaleadvise.script.template.nanodo import BadInput, Dense, tensor_name
-# ---- bundle: drop end
+from scaleadvise.script.template.nanodo import Dense, tensor_name
 
 METRICS_COLUMNS = ("step", "train_loss", "eval_loss", "lr", "tokens_per_s", "mfu")
 GRADS_COLUMNS = ("width", "layer", "step", "grad_rms", "sqrt_v_rms")
 ALIGNMENT_COLUMNS = ("width", "layer", "step", "log_alignment", "alpha", "omega", "u")
-SWEEP_COLUMNS = ("width", "lr", "loss", "step", "seed", "param", "optim", "diverged")
 
 
 def _cell(value) -> str:
@@ -58,13 +53,6 @@ class CsvLog:
             f.write(",".join(self.columns) + "\n")
             f.write("".join(",".join(r.get(c, "") for c in self.columns) + "\n" for r in keep))
         os.replace(tmp, self.path)
-
-
-def read_rows(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @torch.no_grad()
