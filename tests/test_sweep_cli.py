@@ -197,7 +197,7 @@ def test_interrupting_a_sweep_on_ray_and_resuming_it(tmp_path):
     skipping finished runs and resuming the stopped ones."""
     pytest.importorskip("ray")
     out = tmp_path / "s"
-    args = ("--widths", "32", "--lrs", "2^-9:2^-6:1", "--steps", "60", "--max-parallel", "2", "--out", str(out),
+    args = ("--widths", "32", "--lrs", "2^-9:2^-6:1", "--steps", "80", "--max-parallel", "2", "--out", str(out),
             "--", "--step-seconds", "0.05")
     proc = subprocess.Popen([sys.executable, "-m", "scaleadvise", "sweep", str(FAKE), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -226,7 +226,7 @@ def test_interrupting_a_sweep_on_ray_and_resuming_it(tmp_path):
     doc = json.loads(r.stdout)["runs"]
     assert (doc["skipped"], doc["resumed"], doc["done"]) == (2, 2, 2)
     rows = _csv(out / "sweeps.csv")
-    assert len(rows) == 4 and all(r["step"] == "60" for r in rows)
+    assert len(rows) == 4 and all(r["step"] == "80" for r in rows)
     for d in later:
         assert (d / "starts.log").read_text().splitlines()[1].startswith("resume ")
 

@@ -192,7 +192,7 @@ def _interrupt_when(out: Path, predicate, signum=signal.SIGINT, timeout=60.0) ->
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interruption_checkpoints_and_a_rerun_resumes(tmp_path, signum):
     out = tmp_path / "s"
-    cfg = _cfg(out, "--step-seconds", "0.05", steps=40, lrs="2^-9:2^-6:1", widths="32", max_parallel=2)
+    cfg = _cfg(out, "--step-seconds", "0.05", steps=60, lrs="2^-9:2^-6:1", widths="32", max_parallel=2)
     # the first two runs finish, then the next two are stopped while they train
     first = [out / f"w32_lr{lr}_s0" for lr in ("0.00195312", "0.00390625")]
     later = [out / f"w32_lr{lr}_s0" for lr in ("0.0078125", "0.015625")]
@@ -217,7 +217,7 @@ def test_interruption_checkpoints_and_a_rerun_resumes(tmp_path, signum):
         starts = (d / "starts.log").read_text().split("\n")
         assert starts[0] == "fresh 0" and starts[1].startswith("resume ") and int(starts[1].split()[1]) > 5
         steps = [int(line.split(",")[0]) for line in (d / "metrics.csv").read_text().splitlines()[1:]]
-        assert steps == list(range(1, 41))  # resumed without a duplicated row
+        assert steps == list(range(1, 61))  # resumed without a duplicated row
 
 
 def test_interrupted_before_the_first_checkpoint_leaves_no_folder(tmp_path):
