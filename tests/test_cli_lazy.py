@@ -6,12 +6,14 @@ import json
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import scaleadvise.cli
 from scaleadvise.cli.app import COMMANDS, app
 
 OTHER_MODULES = sorted({f"scaleadvise.cli.{m}" for m in COMMANDS.values()} - {"scaleadvise.cli.prescribe"})
-HEAVY = ("torch", "scipy", "pandas", "matplotlib")
+FAKE_SCRIPT = Path(__file__).with_name("sweep_fake_train.py")
+HEAVY = ("torch", "scipy", "pandas", "matplotlib", "ray")
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
@@ -67,3 +69,16 @@ def test_cli_runner_on_app_loads_commands_lazily():
         "res = CliRunner().invoke(app, ['--help'])\n"
         "assert res.exit_code == 0 and 'emit-train' in res.output, res.output\n")
     assert r.returncode == 0, r.stderr
+
+
+def test_sweep_help_and_dry_run_do_not_import_ray():
+    """Ray is imported only when a run must start (scaleadvise/sweep/ray_engine.py)."""
+    r = _python(
+        "import sys, tempfile\nfrom scaleadvise.cli.app import main\n"
+        f"for args in (['sweep', '--help'], ['sweep', {str(FAKE_SCRIPT)!r}, '--widths', '8', '--lrs', '1e-3', "
+        "'--dry-run', '--out', tempfile.mkdtemp() + '/s']):\n"
+        "    try: main(args)\n"
+        "    except SystemExit as e: assert not e.code, e.code\n"
+        f"print(sorted(m for m in {list(HEAVY)!r} if m in sys.modules), file=sys.stderr)")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "[]"

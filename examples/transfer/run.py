@@ -1,12 +1,12 @@
 """Hyperparameter transfer across width on real text (Everett et al. 2024, §4.2, Figure 4, Table I1).
 
 Trains the paper's NanoDO Transformer (C.1) at several widths over a learning-rate grid
-in 2^0.5 steps, using only `scaleadvise emit-train` (the emitted script's sweep mode) and
-`scaleadvise fit`, on a byte-level corpus of the Python standard library's sources (real
+in 2^0.5 steps, using only `scaleadvise emit-train`, `scaleadvise sweep` (one process of
+the emitted script per run, on a local Ray runtime) and `scaleadvise fit`, on a byte-level corpus of the Python standard library's sources (real
 text that ships with every Python; the emitted script holds out its last 5% for the eval
 loss). Three settings, each with Adam:
 
-  sp-global      SP init, one global LR (`--plain`)         paper: k = -0.95 (Table I1, fixed step, STP)
+  sp-global      SP init, one global LR (c = 0 everywhere)   paper: k = -0.95 (Table I1, fixed step, STP)
   sp-per-layer   SP + the per-layer exponents of Table 1     paper: k = -0.05 (Figure 4, STP, full alignment)
   mup-per-layer  muP + the per-layer exponents of Table 1    paper: k = -0.06 (Figure 4, muP, full alignment)
 
@@ -14,13 +14,15 @@ The swept quantity is the *base* LR at the base width (the smallest width); the
 per-layer settings multiply it by (n/b)^-c_l. `fit` reports k in lr*(n) ∝ n^k with a
 95% interval: a prescription that transfers gives k ≈ 0.
 
-Each width's grid is a window of the 2^0.5 lattice around a prior guess of the optimum
-(slope -0.5 per doubling for the global LR, 0 for the per-layer settings); whenever
+Each width's window is a stretch of the 2^0.5 lattice around a prior guess of the optimum
+(slope -0.5 per doubling for the global LR, 0 for the per-layer settings); each setting
+is one `scaleadvise sweep` of every width over the union of their windows. Whenever
 `fit` reports the best LR at the edge of a width's grid, two more LRs are run beyond
-that edge, until the optimum is bracketed (loss rising on both sides).
+that edge (the same sweep folder, a larger grid), until the optimum is bracketed (loss
+rising on both sides).
 
 Scales (same step count at every width: the paper's fixed-step setting):
-  smoke  widths 16-64, depth 1, 60 steps            ~1-2 min on 2 CPU cores (tests)
+  smoke  widths 16-64, depth 1, 60 steps            minutes on 2 CPU cores (the slow test)
   cpu    widths 32-256, depth 2, head dim 16, 300 steps   ~15-30 min on 2 CPU cores
   gpu    widths 128-2048, depth 4, head dim 128, 500 steps, bf16   estimated <= 10 min per width on one H100
 
@@ -32,7 +34,6 @@ fit.png (`fit --plot`), summary.json, transfer.png. Training runs go to work/ (n
 """
 
 import argparse
-import concurrent.futures
 import csv
 import dataclasses
 import json
@@ -41,7 +42,6 @@ import os
 import shlex
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -65,7 +65,7 @@ class Scale:
     half_window: float  # octaves each side of the prior optimum
     eval_batches: int
     corpus_mb: float
-    jobs: int  # sweeps run side by side (one CPU thread each) or one at a time (GPU)
+    jobs: int  # runs side by side (one CPU thread each) or one at a time (GPU)
     extra: tuple[str, ...] = ()  # further flags for the emitted script
 
     @property
@@ -87,7 +87,7 @@ SCALES = {
 class Setting:
     name: str
     param: str  # emit-train --param
-    plain: bool  # run with --plain: SP init, one global LR
+    global_lr: bool  # one LR for every layer at every width (c = 0), SP init
     fit_setting: str  # `fit --setting` vocabulary
     prior_slope: float  # where to centre each width's LR window (octaves per doubling)
     paper: float
@@ -101,12 +101,10 @@ SETTINGS = (
 )
 SWEEP_FIELDS = ("setting", "param", "optim", "width", "lr", "loss", "step", "seed", "diverged")
 MAX_EXTENSIONS = 4
-_print_lock = threading.Lock()
 
 
 def say(text: str) -> None:
-    with _print_lock:
-        print(text, flush=True)
+    print(text, flush=True)
 
 
 def lattice(lo: float, hi: float) -> list[float]:
@@ -121,27 +119,25 @@ def window(scale: Scale, setting: Setting, width: int) -> list[float]:
     return lattice(mid - scale.half_window, mid + scale.half_window)
 
 
-def run_cmd(cmd: list[str], log: Path | None, env: dict | None = None) -> str:
-    """Run a command as a user would; its output goes to `log` (or is returned)."""
+def run_cmd(cmd: list[str], log: Path | None, env: dict | None = None, ok: tuple[int, ...] = (0,)) -> str:
+    """Run a command as a user would; its stdout is returned, its stderr goes to `log`."""
     if log is None:
         res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        out = res.stdout
     else:
         with open(log, "a") as f:
             f.write(f"$ {shlex.join(cmd)}\n")
             f.flush()
-            res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, text=True, env=env)
-        out = ""
-    if res.returncode != 0:
+            res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=f, text=True, env=env)
+    if res.returncode not in ok:
         tail = res.stderr if log is None else log.read_text()[-2000:]
         raise SystemExit(f"command failed ({res.returncode}): {shlex.join(cmd)}\n{tail}")
-    return out
+    return res.stdout
 
 
 def read_sweeps(paths: list[Path], setting: Setting) -> list[dict]:
-    """Rows of the emitted script's sweeps.csv files, tagged with the setting. `--plain`
-    runs record param 'sp-global'; they are STP's (a, b) with one global LR, so they are
-    written as param stp, setting global, the names `fit` compares with the theory."""
+    """Rows of `scaleadvise sweep`'s sweeps.csv files, tagged with the setting. The
+    global-LR runs are STP's (a, b) with one LR for every layer, so they are written as
+    param stp, setting global: the names `fit` compares with the theory."""
     rows = []
     for p in paths:
         if p.exists():
@@ -164,52 +160,82 @@ def fit_json(csv_path: Path, *flags: str) -> dict:
     return json.loads(run_cmd(["scaleadvise", "fit", str(csv_path), "--json", *flags], None))
 
 
-def sweep_width(args, scale: Scale, setting: Setting, width: int, script: Path, commands: list) -> list[Path]:
-    """Sweep one (setting, width) until `fit` finds its optimum inside the grid."""
-    base = Path(args.work) / setting.name / f"w{width}"
-    base.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    if args.device == "cpu":  # side-by-side sweeps, one thread each: small models scale badly across threads
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
-    lrs, outs = window(scale, setting, width), []
-    for round_ in range(MAX_EXTENSIONS + 1):
-        out = base / f"grid{round_}"
-        cmd = [sys.executable, str(script), "--data", str(Path(args.work) / "corpus.txt"), "--device", args.device,
-               "--steps", str(scale.steps), "--batch-size", str(scale.batch), "--eval-every", str(scale.steps),
-               "--eval-batches", str(scale.eval_batches), "--log-every", str(max(1, scale.steps // 5)),
-               "--grads-every", "0", "--align-every", "0", *scale.extra, *(["--plain"] if setting.plain else []),
-               "--widths", str(width), "--sweep-lr", ",".join(repr(x) for x in lrs), "--out", str(out), "--resume"]
-        threads = f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in env else ""
-        commands.append(threads + shlex.join(["python", *cmd[1:]]))
-        t0 = time.perf_counter()
-        run_cmd(cmd, base / "train.log", env)
-        outs.append(out / "sweeps.csv")
-        part = base / "sweeps.csv"
-        write_sweeps(part, read_sweeps(outs, setting))
-        rec = fit_json(part, "--group-by", "none", "--bootstrap", "0")["groups"][0]["optima"][0]
-        say(f"  {setting.name:13s} width {width:5d}: {len(lrs)} LRs in {time.perf_counter() - t0:5.0f} s, "
-            f"best lr {rec['lr'] if rec['lr'] is None else format(rec['lr'], '.3g')} (edge: {rec.get('edge')})")
-        swept = [float(r["lr"]) for r in read_sweeps(outs, setting)]
-        if rec["lr"] is None or rec.get("edge") == "low":  # every run diverged, or the optimum is the lowest LR
-            lo = math.log2(min(swept))
-            lrs = lattice(lo - 1.0, lo - 0.5)
-        elif rec.get("edge") == "high":
-            hi = math.log2(max(swept))
-            lrs = lattice(hi + 0.5, hi + 1.0)
-        else:
-            return outs
-    say(f"  {setting.name} width {width}: optimum still at the grid edge after {MAX_EXTENSIONS} extensions")
-    return outs
-
-
-def emit(args, scale: Scale, param: str, commands: list) -> Path:
-    script = Path(args.work) / f"train_{param}.py"
-    cmd = ["scaleadvise", "emit-train", "--param", param, "--optim", "adam", "--width", str(scale.base_width),
-           "--depth", str(scale.depth), "--head-dim", str(scale.head_dim), "--context", str(scale.context),
-           "--vocab", str(VOCAB), "--base-width", str(scale.base_width), "--base-lr", repr(2.0 ** scale.center),
-           "-o", str(script)]
+def sweep(args, scale: Scale, setting: Setting, script: Path, widths: list[int], lrs: list[float],
+          commands: list) -> dict:
+    """One `scaleadvise sweep` (widths x lrs) into work/<setting>/: a rerun of the example, or a
+    larger grid in a later round, adds runs to the same sweep folder (finished runs are skipped)."""
+    out = Path(args.work) / setting.name
+    resources = ["--gpus-per-run", "1"] if args.device != "cpu" else \
+        ["--cpus-per-run", "1", "--threads-per-run", "1"]  # small models scale badly across threads
+    cmd = ["scaleadvise", "sweep", str(script), "--widths", ",".join(map(str, widths)),
+           "--lrs", ",".join(repr(x) for x in lrs), "--steps", str(scale.steps), "--out", str(out),
+           "--max-parallel", str(args.jobs), *resources, "--json",
+           "--", "--data", str(Path(args.work) / "corpus.txt"), "--batch-size", str(scale.batch),
+           "--eval-every", str(scale.steps), "--eval-batches", str(scale.eval_batches),
+           "--log-every", str(max(1, scale.steps // 5)), "--grads-every", "0", "--align-every", "0",
+           *scale.extra]
     commands.append(shlex.join(cmd))
-    run_cmd(cmd, Path(args.work) / "emit.log")
+    t0 = time.perf_counter()
+    doc = json.loads(run_cmd(cmd, Path(args.work) / f"{setting.name}.log"))
+    runs = doc["runs"]
+    say(f"  {setting.name:13s} widths {','.join(map(str, widths)):>10s}: {runs['planned']} runs "
+        f"({runs['skipped']} already done, {runs['diverged']} diverged, {runs['failed']} failed) "
+        f"in {time.perf_counter() - t0:4.0f} s")
+    return doc
+
+
+def sweep_setting(args, scale: Scale, setting: Setting, script: Path, commands: list) -> Path:
+    """Sweep every width over the union of their LR windows, then, wherever `fit` finds a
+    width's optimum at the edge of its grid, two more LRs beyond that edge for that width,
+    until every optimum is bracketed."""
+    widths = list(scale.widths)
+    lrs = sorted({lr for w in widths for lr in window(scale, setting, w)})
+    out = Path(sweep(args, scale, setting, script, widths, lrs, commands)["sweeps_csv"])
+    for _ in range(MAX_EXTENSIONS):
+        optima = fit_json(out, "--group-by", "none", "--bootstrap", "0")["groups"][0]["optima"]
+        swept = {w: sorted(float(r["lr"]) for r in read_sweeps([out], setting) if int(r["width"]) == w)
+                 for w in widths}
+        more: dict[tuple[float, ...], list[int]] = {}
+        for rec in optima:
+            w = int(rec["width"])
+            if rec["lr"] is None or rec.get("edge") == "low":  # every run diverged, or the lowest LR is best
+                lo = math.log2(swept[w][0])
+                more.setdefault(tuple(lattice(lo - 1.0, lo - 0.5)), []).append(w)
+            elif rec.get("edge") == "high":
+                hi = math.log2(swept[w][-1])
+                more.setdefault(tuple(lattice(hi + 0.5, hi + 1.0)), []).append(w)
+        if not more:
+            return out
+        for ext, ws in more.items():
+            say(f"  {setting.name} widths {ws}: optimum at the grid's edge; adding LRs {[f'{x:.3g}' for x in ext]}")
+            sweep(args, scale, setting, script, ws, list(ext), commands)
+    say(f"  {setting.name}: an optimum is still at the grid edge after {MAX_EXTENSIONS} extensions")
+    return out
+
+
+def emit(args, scale: Scale, setting: Setting, commands: list) -> Path:
+    """The setting's training script. Per-layer settings: `emit-train --param P`. The global
+    LR: the STP prescription with c = 0 for every layer (one LR for all layers at every
+    width: the "global" setting of Table I1), written by `prescribe --json`, edited, and
+    emitted with `emit-train --prescription`."""
+    work = Path(args.work)
+    script = work / f"train_{setting.name}.py"
+    model = ["--param", setting.param, "--optim", "adam", "--width", str(scale.base_width), "--depth",
+             str(scale.depth), "--head-dim", str(scale.head_dim), "--context", str(scale.context), "--vocab",
+             str(VOCAB), "--base-width", str(scale.base_width), "--base-lr", repr(2.0 ** scale.center)]
+    if setting.global_lr:
+        pres_cmd = ["scaleadvise", "prescribe", *model, "--json"]
+        commands.append(shlex.join(pres_cmd) + "  # then c = 0 for every layer")
+        doc = json.loads(run_cmd(pres_cmd, work / "emit.log"))
+        for layer in doc["layers"].values():
+            layer["c"] = 0.0
+        pres = work / f"prescription_{setting.name}.json"
+        pres.write_text(json.dumps(doc, indent=1) + "\n")
+        cmd = ["scaleadvise", "emit-train", "--prescription", str(pres), "-o", str(script)]
+    else:
+        cmd = ["scaleadvise", "emit-train", *model, "-o", str(script)]
+    commands.append(shlex.join(cmd))
+    run_cmd(cmd, work / "emit.log")
     return script
 
 
@@ -247,7 +273,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda for --scale gpu, else cpu)")
-    ap.add_argument("--jobs", type=int, default=None, help="sweeps run side by side (default: the scale's)")
+    ap.add_argument("--jobs", type=int, default=None, help="runs side by side (default: the scale's)")
     ap.add_argument("--work", default=None, help="training runs (default: work/<scale> here; not committed)")
     ap.add_argument("--results", default=None, help="results folder (default: results/<scale> here)")
     args = ap.parse_args()
@@ -265,17 +291,12 @@ def main() -> int:
     say(f"corpus: {corpus['bytes']:,} bytes from {corpus['files']} stdlib files (Python {corpus['python']}); "
         f"held-out unigram entropy {h_unigram:.3f} nats")
     commands: list[str] = []
-    scripts = {p: emit(args, scale, p, commands) for p in sorted({s.param for s in SETTINGS})}
-    jobs = [(s, w) for w in sorted(scale.widths, reverse=True) for s in SETTINGS]  # largest first: packs best
-    say(f"{len(jobs)} sweeps ({len(SETTINGS)} settings x widths {list(scale.widths)}), {scale.steps} steps each, "
-        f"{args.jobs} at a time on {args.device}")
-    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        futures = {pool.submit(sweep_width, args, scale, s, w, scripts[s.param], commands): s for s, w in jobs}
-        parts = {s.name: [] for s in SETTINGS}
-        for fut in concurrent.futures.as_completed(futures):
-            parts[futures[fut].name] += fut.result()
+    scripts = {s.name: emit(args, scale, s, commands) for s in SETTINGS}
+    say(f"{len(SETTINGS)} sweeps (widths {list(scale.widths)}), {scale.steps} steps per run, "
+        f"{args.jobs} runs at a time on {args.device}")
+    parts = {s.name: sweep_setting(args, scale, s, scripts[s.name], commands) for s in SETTINGS}
 
-    rows = [r for s in SETTINGS for r in read_sweeps(parts[s.name], s)]
+    rows = [r for s in SETTINGS for r in read_sweeps([parts[s.name]], s)]
     sweeps = results / "sweeps.csv"
     write_sweeps(sweeps, rows)
     fit_cmd = ["scaleadvise", "fit", str(sweeps), "--group-by", "param,setting", "--json",

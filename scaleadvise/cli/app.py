@@ -55,6 +55,7 @@ COMMANDS: dict[str, str] = {
     "epsilon": "epsilon",
     "align": "align",
     "emit-train": "emit_train",
+    "sweep": "sweep",
 }
 
 
@@ -118,7 +119,7 @@ app = typer.Typer(
     help=(
         "Per-layer init, multipliers, learning rates and Adam epsilon for scaling a "
         "network in width (Everett et al. 2024), checked against your own sweeps.\n\n"
-        "The loop: prescribe -> emit-train -> (run sweeps) -> fit / epsilon / align -> prescribe."
+        "The loop: prescribe -> emit-train -> sweep -> fit / epsilon / align -> prescribe."
     ),
     add_completion=True,
     pretty_exceptions_enable=False,
