@@ -44,7 +44,9 @@ def requests() -> list[list[str]]:
     return out + extras
 
 
-def run(args: list[str]) -> str:
+def run(args: list[str], extra: tuple[str, ...] = ()) -> str:
+    """The hash of one request; ``extra`` flags reach the command but not the ``command``
+    field the JSON echoes (so that `--depth-param none` can be compared with its absence)."""
     from scaleadvise.cli.app import main
 
     out, err = io.StringIO(), io.StringIO()
@@ -53,7 +55,7 @@ def run(args: list[str]) -> str:
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                main(["prescribe", *args, "--json"])
+                main(["prescribe", *args, *extra, "--json"])
                 code = 0
             except SystemExit as e:
                 code = int(e.code or 0)
