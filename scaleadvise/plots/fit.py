@@ -45,13 +45,13 @@ def plot_fit(doc: dict, grids: list[Grid], out: str | Path) -> None:
     cmap = plt.get_cmap("viridis")
     for col, (res, grid) in enumerate(zip(groups, grids)):
         _sweep_panel(axes[0, col], res, grid, cmap, norm)
-        _law_panel(axes[1, col], res, doc.get("target_width"))
+        _law_panel(axes[1, col], res, doc.get("target_width"), doc.get("scale_by", "width"))
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
     bar = fig.colorbar(sm, ax=axes[0, :].tolist(), pad=0.01, fraction=0.04)
     ticks = np.log2(all_widths)
     bar.set_ticks(ticks if ticks.size <= 12 else ticks[:: int(np.ceil(ticks.size / 12))])
     bar.set_ticklabels([f"{2 ** t:g}" for t in bar.get_ticks()])
-    bar.set_label("width")
+    bar.set_label(doc.get("scale_by", "width"))
     with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=f".{fmt}", delete=False) as tmp:
         tmp_path = tmp.name
     try:
@@ -93,12 +93,12 @@ def _sweep_panel(ax, res: dict, grid: Grid, cmap, norm) -> None:
     ax.grid(alpha=0.3, which="both")
 
 
-def _law_panel(ax, res: dict, target_width) -> None:
+def _law_panel(ax, res: dict, target_width, axis: str = "width") -> None:
     """lr* and max stable LR against width, log-log, with fitted power laws (Figure 4, bottom row)."""
     recs = [r for r in res["optima"] if r.get("lr") is not None]
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
-    ax.set_xlabel("width")
+    ax.set_xlabel(axis)
     ax.set_ylabel("learning rate")
     ax.grid(alpha=0.3, which="both")
     if not recs:
