@@ -192,7 +192,10 @@ def test_model_yaml_flags_must_agree_with_the_trace():
     model = NanoDO(width=32, depth=2, heads=2, context=8, vocab=16, ffn=128)
     parameterize(model, "mup", "adamw", width=32, base_width=32, model_yaml=_nanodo_yaml(), depth_param="completep",
                  base_depth=1)
-    assert all(t["residual"] == t["name"].startswith("blocks.") for t in _tensors(model).values())
+    t = _tensors(model)
+    assert all(v["residual"] == n.startswith("blocks.") for n, v in t.items())
+    # the template keeps its tables as bare Parameters: the YAML says they are tables (n_t = width, not vocab)
+    assert t["embed.tokens"]["kind"] == "embedding" and t["embed.tokens"]["scale_dim"] == 32
 
 
 def _nanodo_yaml() -> str:

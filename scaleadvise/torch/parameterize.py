@@ -182,9 +182,9 @@ def classify(
     for pattern, label in patterns.items():
         if label not in LABELS:
             raise UserError(f"layer_types[{pattern!r}]: unknown layer type {label!r} (known: {', '.join(LABELS)})")
-    yaml_types: dict[str, tuple[Label, list[int]]] = {}
+    yaml_types: dict[str, tuple[Label, list[int], TensorKind]] = {}
     if model_yaml is not None:
-        yaml_types = {t.name: (t.layer_type, t.shape) for t in expand(load_model(model_yaml), width)}
+        yaml_types = {t.name: (t.layer_type, t.shape, t.kind) for t in expand(load_model(model_yaml), width)}
     base = None if base_model is None else {_plain_name(n): list(p.shape) for n, p in base_model.named_parameters()}
 
     slots = _slots(model)
@@ -195,7 +195,8 @@ def classify(
         elif (label := _from_patterns(s, patterns)) is not None:
             s.label, s.why = label, "layer_types"
         elif s.tensor_name in yaml_types:
-            s.label, shape = yaml_types[s.tensor_name]
+            # The YAML's layout too: a table kept as a bare Parameter (not nn.Embedding) is an embedding.
+            s.label, shape, s.kind = yaml_types[s.tensor_name]
             if shape != s.shape:
                 raise UserError(f"{model_yaml}: {s.tensor_name} has shape {shape} at width {width}, "
                                 f"the model has {s.shape}")
