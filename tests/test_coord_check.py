@@ -11,10 +11,9 @@ from scaleadvise.corpus import build_corpus  # noqa: E402
 from scaleadvise.errors import UserError  # noqa: E402
 from scaleadvise.core.prescribe import PrescribeRequest, prescribe  # noqa: E402
 from scaleadvise.script.template.data import batch_offsets, gather_batch  # noqa: E402
-from scaleadvise.script.template.nanodo import plain_prescription  # noqa: E402
 from scaleadvise.core.theory import evaluate  # noqa: E402
 from scaleadvise.torch.coord_check import (_matmul_r, coord_check, expected_slopes, nanodo_coordinates,  # noqa: E402
-                                           slope, spread)
+                                           plain_prescription, slope, spread)
 
 WIDTHS = (32, 64, 128, 256)
 STEPS, CONTEXT, BATCH, DEPTH, HEAD_DIM = 5, 8, 4, 2, 16

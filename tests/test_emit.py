@@ -1,19 +1,21 @@
-"""`scaleadvise emit-train`: the emitted file is standalone and applies `prescribe --json` exactly."""
+"""`scaleadvise emit-train`: the emitted file is standalone, evaluates the one rule to `prescribe
+--json`'s numbers, ships the chosen optimizer only, and the command keeps stdout for the script."""
 
 import ast
 import csv
 import importlib.util
 import json
 import os
+import stat
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from scaleadvise.script.emit import check_bundle, emit_script, strip_dropped  # noqa: E402
+from helpers import nanodo_yaml  # noqa: E402
+from scaleadvise.script.emit import check_bundle, emit_script, hoist, prune  # noqa: E402
 
 PARAMS = ("stp", "ntk", "mup", "mfp")  # umup is refused: test_umup_is_refused
 OPTIMS = ("adam", "adamw", "adam-atan2", "sgd", "adam-ps")
@@ -45,38 +47,27 @@ def prescribed(cli, *args: str) -> dict:
     return json.loads(out)
 
 
-def script_tensors(mod, width: int | None = None, lr: float | None = None) -> tuple[dict, object, object]:
-    """Build the emitted script's model and optimizer as its main() would."""
+def script_tensors(mod, width: int | None = None) -> tuple[dict, object, object]:
+    """The emitted script's model, values and optimizer, built as its train() builds them."""
     pres = mod.PRESCRIPTION
-    dims = mod.model_dims(pres, width)
-    model = mod.NanoDO(**dims)
-    specs = mod.resolve_model(model, pres, dims["width"], lr or pres["base_lr"])
-    mod.apply_prescription(model, specs, pres["attention_scale"], torch.Generator().manual_seed(0))
-    args = SimpleNamespace(beta1=0.9, beta2=0.98)
-    opt = mod.make_optimizer(pres["optimizer"], mod.param_groups(model, specs), args, fused=False)
-    return specs, model, opt
+    model, values = mod.build_model(pres, mod.model_size(pres, width), pres["base_lr"], 0, "cpu")
+    groups = mod.param_groups((p, values[mod.tensor_name(n)]) for n, p in model.named_parameters())
+    return values, model, mod.make_optimizer(pres["optimizer"], groups, (0.9, 0.98), False)
 
 
-def _same(a, b) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a == pytest.approx(b, rel=1e-12, abs=0)
-
-
-def compare(specs: dict, model, opt, doc: dict) -> None:
+def compare(values: dict, model, opt, doc: dict) -> None:
+    """Bit for bit: the script evaluates the same rule on the same numbers as prescribe."""
     expected = {t["name"]: t for t in doc["tensors"]}
-    assert list(specs) == list(expected)  # same tensors, same names, same order
+    assert list(values) == list(expected)  # same tensors, same names, same order
     lr_of = {id(p): (g["lr"], g.get("eps")) for g in opt.param_groups for p in g["params"]}
     params = dict(model.named_parameters())
     for name, want in expected.items():
-        got = specs[name]
-        for key in ("layer_type", "shape", "init", "scale_dim"):
-            assert got[key] == want[key], (name, key)
-        for key in ("init_std", "multiplier", "lr", "eps"):
-            assert _same(got[key], want[key]), (name, key, got[key], want[key])
-        p = params[name if name.startswith("embed.") else name + ".weight"]
-        lr, eps = lr_of[id(p)]  # what the optimizer will actually use
-        assert _same(lr, want["lr"]) and _same(eps if doc["eps_mode"] != "none" else None, want["eps"]), name
+        got = values[name]
+        for key in ("layer_type", "init", "scale_dim", "init_std", "multiplier", "lr", "eps"):
+            assert got[key] == want[key], (name, key, got[key], want[key])
+        p = params[name + ".weight"]
+        assert lr_of[id(p)] == (want["lr"], want["eps"]), name  # what the optimizer will use
+        assert list(p.shape) == want["shape"], name
         if want["init"] == "ones":
             assert torch.all(p == want["init_std"]), name
         elif p.numel() >= 4096:
@@ -85,18 +76,17 @@ def compare(specs: dict, model, opt, doc: dict) -> None:
 
 @pytest.mark.parametrize("param", PARAMS)
 @pytest.mark.parametrize("optim", OPTIMS)
-def test_param_groups_equal_prescribe(cli, tmp_path, param, optim):
+def test_rule_in_the_script_equals_prescribe(cli, tmp_path, param, optim):
     extra = ["--param", param, "--optim", optim, "--base-width", "32", "--constants",
              "paper" if optim != "adam-atan2" else "default"]
     path, emitted = emit(cli, tmp_path, *extra)
     mod = load(path, f"emitted_{param}_{optim}".replace("-", "_"))
     doc = prescribed(cli, *TINY, *extra)
-    assert mod.PRESCRIPTION == json.loads(json.dumps(emitted["prescription"]))
+    assert emitted["prescription"]["tensors"] == doc["tensors"]
     compare(*script_tensors(mod), doc)
-    # A sweep trains other widths from the same data block: still prescribe's numbers.
-    wide = prescribed(cli, *[a if a != "64" else "128" for a in TINY], *extra)
-    compare(*script_tensors(mod, width=128), wide)
-    modules = {n: m for n, m in script_tensors(mod)[1].named_modules()}
+    # --width trains another width from the same data block: still prescribe's numbers there.
+    compare(*script_tensors(mod, width=128), prescribed(cli, *[a if a != "64" else "128" for a in TINY], *extra))
+    modules = dict(script_tensors(mod)[1].named_modules())
     scale = 1 / 16 if doc["attention_scale"] == "linear" else 16 ** -0.5  # C.2
     assert modules["blocks.0.attn"].logit_scale == pytest.approx(scale)
 
@@ -105,18 +95,19 @@ def test_per_layer_eps_follows_the_gradient_exponents(cli, tmp_path):
     extra = ["--param", "mfp", "--optim", "adam", "--eps", "per-layer", "--base-eps", "1e-8", "--base-width", "16"]
     mod = load(emit(cli, tmp_path, *extra)[0], "emitted_eps")
     compare(*script_tensors(mod), prescribed(cli, *TINY, *extra))
-    specs = script_tensors(mod)[0]
+    values = script_tensors(mod)[0]
     # §4.3: eps_l = base_eps (n/b)^-g_l; MFP's hidden g is 1.5 (Table 1)
-    assert specs["blocks.0.mlp.up"]["eps"] == pytest.approx(1e-8 * 4 ** -mod.PRESCRIPTION["layers"]["hidden"]["g"])
+    assert values["blocks.0.mlp.up"]["eps"] == pytest.approx(1e-8 * 4 ** -1.5)
 
 
-def test_emitted_file_is_standalone(cli, tmp_path):
+def test_emitted_file_is_standalone_and_ships_the_chosen_optimizer_only(cli, tmp_path):
     path, emitted = emit(cli, tmp_path, "--param", "mup", "--optim", "adam-atan2", "--base-width", "64")
     text = open(path).read()
-    assert not [line for line in text.splitlines() if line.strip().startswith("# ---- bundle: drop")]
     assert f"    {emitted['command']}\n" in text  # the exact command, in the header
     assert emitted["command"].startswith("scaleadvise emit-train --param mup --optim adam-atan2 --width 64 "
                                          "--depth 2 --head-dim 16 --context 32 --vocab 256 --base-width 64")
+    assert "class AdamAtan2" in text and "class AdamPS" not in text and "def _adam_ps" not in text
+    assert "torch.optim.SGD" not in text
     tree = ast.parse(text)
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
     roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
@@ -134,49 +125,158 @@ def test_emitted_file_is_standalone(cli, tmp_path):
     assert proc.returncode == 0, proc.stderr
     with open(out / "metrics.csv") as f:
         assert [r["step"] for r in csv.DictReader(f)] == ["1", "2", "3"]
+    help_text = subprocess.run([sys.executable, path, "--help"], env=env, capture_output=True, text=True).stdout
+    assert "--steps STEPS" in help_text and "(default: 1000)" in help_text  # --help shows the defaults
 
 
-def test_csvs_are_read_by_fit_epsilon_align(cli, tmp_path):
+def test_default_script_reads_top_to_bottom(cli, tmp_path, capsys):
+    """The default run's file: header, imports, the data block, then the sources in
+    nanoGPT's order (config, model, rule, apply, data, dist, probes, loop); Adam only."""
+    code, text, err = cli("emit-train")
+    assert code == 0, err
+    assert text.startswith('#!/usr/bin/env python3\n"""Train NanoDO')
+    sources = ("script/template/config.py", "script/template/nanodo.py", "core/rule.py", "torch/apply.py",
+               "script/template/data.py", "script/template/dist.py", "script/template/probes.py",
+               "script/template/train.py")
+    order = [text.index(s) for s in ("\nimport argparse", "\nPRESCRIPTION = {",
+                                     *(f"-- scaleadvise/{s} (verbatim" for s in sources))]
+    assert order == sorted(order)
+    assert "torch.optim.Adam(" in text and "AdamAtan2" not in text and "torch/optim.py" not in text
+    assert "scaleadvise" not in "".join(line for line in text.splitlines(keepends=True)
+                                        if line.startswith(("import ", "from ")))
+    ast.parse(text)
+
+
+def test_csvs_are_read_by_epsilon_and_align(cli, tmp_path):
     """The emitted script's outputs go straight into the analysis commands."""
     path, _ = emit(cli, tmp_path, "--param", "mup", "--optim", "adam", "--base-width", "32", "--base-lr", "3e-3")
     mod = load(path, "emitted_csv")
-    sweep, single = tmp_path / "sweep", tmp_path / "single"
-    common = ["--device", "cpu", "--batch-size", "4", "--eval-batches", "1", "--log-every", "3", "--steps", "3"]
-    assert mod.main([*common, "--out", str(sweep), "--widths", "16,32,64", "--sweep-lr", "2^-9:2^-6:1",
-                     "--grads-every", "0", "--align-every", "0"]) == 0
-    code, out, err = cli("fit", str(sweep / "sweeps.csv"), "--json")
+    out = tmp_path / "single"
+    assert mod.main(["--device", "cpu", "--batch-size", "4", "--eval-batches", "1", "--log-every", "3", "--steps",
+                     "3", "--out", str(out), "--grads-every", "1", "--align-every", "1"]) == 0
+    code, _, err = cli("epsilon", str(out / "grads.csv"), "--param", "mup", "--json")
     assert code == 0, err
-    assert mod.main([*common, "--out", str(single), "--grads-every", "1", "--align-every", "1"]) == 0
-    code, out, err = cli("epsilon", str(single / "grads.csv"), "--param", "mup", "--json")
-    assert code == 0, err
-    code, out, err = cli("align", str(single / "alignment.csv"), "--json")
+    code, _, err = cli("align", str(out / "alignment.csv"), "--json")
     assert code == 0, err
 
 
-def test_bundle_checks():
-    src = "import os\n# ---- bundle: drop begin\nfrom scaleadvise.x import y\n# ---- bundle: drop end\nA = 1\n"
-    assert strip_dropped(src, "m.py") == "import os\nA = 1\n"
-    with pytest.raises(ValueError, match="never closed"):
-        strip_dropped("# ---- bundle: drop begin\nx = 1\n", "m.py")
+def test_stdout_carries_the_script_and_nothing_else(cli, tmp_path):
+    """`scaleadvise emit-train > train.py`: the script on stdout, the table on stderr."""
+    code, out, err = cli("emit-train", *TINY)
+    assert code == 0, err
+    assert out.startswith("#!/usr/bin/env python3") and ast.parse(out)
+    assert "┃ layer" not in out and "layer" in err and "stp + adam" in err
+    path = tmp_path / "piped.py"
+    path.write_text(out)
+    assert load(str(path), "emitted_piped").PRESCRIPTION["model"]["width"] == 64
+
+
+def test_json_never_mixes_with_a_script_on_stdout(cli, tmp_path):
+    for args in ([], ["-o", "-"]):
+        code, out, err = cli("emit-train", *TINY, *args, "--json")
+        assert code == 2 and out == "" and "give -o FILE" in err and err.count("\n") == 1, (args, err)
+    code, out, err = cli("emit-train", *TINY, "-o", str(tmp_path / "t.py"), "--json")
+    doc = json.loads(out)  # stdout is one JSON document
+    assert code == 0 and doc["output"] == str(tmp_path / "t.py") and doc["lines"] > 100
+
+
+def test_output_is_written_atomically_with_the_umask(cli, tmp_path):
+    path = tmp_path / "t.py"
+    path.write_text("old")
+    old = os.umask(0o027)
+    try:
+        code, out, err = cli("emit-train", *TINY, "-o", str(path))
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    assert path.read_text().startswith("#!/usr/bin/env python3") and os.listdir(tmp_path) == ["t.py"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o750  # executable, as the umask allows
+    assert "layer" in out  # with -o, the table is the command's output
+
+
+def test_unwritable_output_is_one_line(cli, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    where = locked if os.geteuid() != 0 else "/sys"  # root writes anywhere but in sysfs
+    try:
+        code, out, err = cli("emit-train", *TINY, "-o", f"{where}/t.py")
+    finally:
+        locked.chmod(0o700)
+    assert code == 2 and "cannot write" in err and err.count("\n") == 1, err
+    assert os.listdir(locked) == []
+
+
+def test_emit_from_a_prescription_file(cli, tmp_path):
+    """equiv's --prescription-out (NTK with the constants that make it SP's network) becomes a script."""
+    model = tmp_path / "model.yaml"
+    model.write_text(nanodo_yaml(depth=2, ffn="4 * d"))
+    flags = ["--optim", "adam-atan2", "--width", "64", "--base-width", "64", "--base-lr", "0.004", "--model", str(model)]
+    target = tmp_path / "ntk.json"
+    code, out, err = cli("equiv", "--param", "stp", "--to-form", "ntk", *flags, "--prescription-out", str(target))
+    assert code == 0, err
+    doc = json.loads(target.read_text())
+    code, out, err = cli("emit-train", "--prescription", str(target), "-o", str(tmp_path / "ntk.py"))
+    assert code == 0, err
+    mod = load(str(tmp_path / "ntk.py"), "emitted_ntk")
+    assert mod.PRESCRIPTION["layers"]["hidden"]["gamma"] == doc["constants"]["hidden"] == 8.0
+    values = script_tensors(mod)[0]
+    for t in doc["tensors"]:
+        assert values[t["name"]]["init_std"] == pytest.approx(t["init_std"], rel=1e-12), t["name"]
+        assert values[t["name"]]["lr"] == pytest.approx(t["lr"], rel=1e-12), t["name"]
+    code, out, err = cli("emit-train", "--prescription", str(target), "--width", "128")
+    assert code == 2 and "drop --width" in err
+    bad = tmp_path / "bad.json"
+    for text, needle in (("{", "not JSON"), ('{"optimizer": "adafactor"}', "supports"), ("[1]", "not a")):
+        bad.write_text(text)
+        code, out, err = cli("emit-train", "--prescription", str(bad))
+        assert code == 2 and needle in err and err.count("\n") == 1, (text, err)
+    code, out, err = cli("emit-train", "--prescription", str(tmp_path))
+    assert code == 2 and "cannot read" in err
+
+
+def test_bundle_edits():
+    """Imports hoisted once, package imports dropped, other optimizers' branches and the
+    definitions only they reach dropped."""
+    a = ('"""A."""\nimport os\nfrom scaleadvise.x import helper\n\n\ndef used():\n    return os.sep\n\n\n'
+         'def unused():\n    return 1\n')
+    b = ('"""B."""\nimport os\n\n\ndef pick(optimizer):\n    if optimizer == "sgd":\n        return used()\n'
+         '    if optimizer in ("adam", "adamw"):\n        return helper()\n    return None\n\n\n'
+         'def helper():\n    return 2\n\n\nif __name__ == "__main__":\n    pick("sgd")\n')
+    parts, imports = prune([("a.py", a), ("b.py", b)], "adam")
+    assert [w for w, _ in parts] == ["b.py"] and imports == ["import os"]  # a.py only served sgd: gone
+    sb = parts[0][1]
+    assert 'if optimizer == "sgd"' not in sb and 'if optimizer in ("adam", "adamw")' in sb and "def helper" in sb
+    assert sb.startswith('"""B."""\n') and "import" not in sb and 'if __name__ == "__main__"' in sb
+    parts, imports = prune([("a.py", a), ("b.py", b)], "sgd")
+    assert "def used" in parts[0][1] and "def unused" not in parts[0][1] and "def helper" not in parts[1][1]
+    assert imports == ["import os", "import os"] and hoist(imports) == "import os\n"
+    with pytest.raises(ValueError, match="bound to"):
+        hoist(["import torch.nn as nn", "from torch import nn as nn2", "from torch.nn import functional as nn"])
     with pytest.raises(ValueError, match="__future__"):
         check_bundle([("a.py", "from __future__ import annotations\n")])
     with pytest.raises(ValueError, match="imports scaleadvise"):
         check_bundle([("a.py", "import scaleadvise.core.theory\n")])
     with pytest.raises(ValueError, match="also defined in a.py"):
         check_bundle([("a.py", "def f():\n    pass\n"), ("b.py", "f = 2\n")])
-    pres = {"parameterization": "stp", "optimizer": "adam", "base_width": 1024, "base_lr": 1e-3,
-            "eps_mode": "constant", "base_eps": 1e-9, "attention_scale": "sqrt", "constants": {},
-            "layers": {}, "model": {"width": 8, "depth": 1, "heads": 1, "head_dim": 8, "context": 4, "vocab": 9}}
-    text = emit_script(pres, 'scaleadvise emit-train --model """x\\"')
+
+
+def test_header_survives_a_hostile_command(cli):
+    code, out, err = cli("prescribe", *TINY, "--json")
+    text = emit_script(json.loads(out), 'scaleadvise emit-train --model """x\\"')
     assert ast.parse(text) and '"""x' not in text.split("PRESCRIPTION")[0].replace('\\"\\"\\"', "")
 
 
 def test_cli_bad_input_one_line_exit_2(cli, tmp_path):
     cases = [
-        (["--optim", "adafactor"], "supports adam, adamw"),
+        (["--optim", "adafactor"], "supports sgd, adam, adamw"),
         (["--width", "100"], "not divisible by the head dimension 128"),
         (["--width", "96", "--heads", "5"], "does not divide --width 96"),
         (["--heads", "2", "--head-dim", "64"], "give one"),
+        (["--head-dim", "0"], "--head-dim must be a positive integer"),
+        (["--head-dim", "-16"], "--head-dim must be a positive integer"),
+        (["--width", "0"], "--width must be a positive integer"),
+        (["--depth", "-1"], "--depth must be a positive integer"),
         (["--bogus"], "--bogus"),
         (["--model", "gpt2"], "NanoDO"),
         (["--param", "nope"], "unknown parameterization"),
@@ -187,6 +287,7 @@ def test_cli_bad_input_one_line_exit_2(cli, tmp_path):
         code, out, err = cli("emit-train", *args)
         assert code == 2, (args, err)
         assert needle in err and err.count("\n") == 1, (args, err)
+        assert out == "", args  # no half script on stdout
     assert not list(tmp_path.iterdir())
 
 
@@ -197,3 +298,10 @@ def test_umup_is_refused(cli, tmp_path):
     code, out, err = cli("emit-train", *TINY, "--param", "umup", "-o", str(path))
     assert code == 2 and "unit-scaled ops" in err and err.count("\n") == 1
     assert not path.exists()
+
+
+def test_depth_freedom_is_recorded(cli, tmp_path):
+    """The paper's alignments leave the exponents depth-independent; a hidden omega > 1/2 does not."""
+    assert load(emit(cli, tmp_path, name="a.py")[0], "emitted_free").PRESCRIPTION["model"]["depth_free"] is True
+    path = emit(cli, tmp_path, "--alignment", "1,0.7,1", name="b.py")[0]
+    assert load(path, "emitted_fixed").PRESCRIPTION["model"]["depth_free"] is False

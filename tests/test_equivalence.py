@@ -21,27 +21,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from helpers import nanodo_yaml  # noqa: E402
+
 TOL = 1e-6
 STEPS = 25
-MODEL = """name: tiny-nanodo
-width: 64
-depth: 1
-head_dim: 16
-dims: {vocab: 256, context: 32, heads: d // head_dim, ffn: d}
-tensors:
-  - {name: embed.tokens, shape: [vocab, d], kind: embedding}
-  - {name: embed.positions, shape: [context, d], kind: embedding}
-  - {name: "blocks.{i}.attn_norm", shape: [d], kind: norm, repeat: depth}
-  - {name: "blocks.{i}.attn.q", shape: [d, d], repeat: depth}
-  - {name: "blocks.{i}.attn.k", shape: [d, d], repeat: depth}
-  - {name: "blocks.{i}.attn.v", shape: [d, d], repeat: depth}
-  - {name: "blocks.{i}.attn.o", shape: [d, d], repeat: depth}
-  - {name: "blocks.{i}.mlp_norm", shape: [d], kind: norm, repeat: depth}
-  - {name: "blocks.{i}.mlp.up", shape: [ffn, d], repeat: depth}
-  - {name: "blocks.{i}.mlp.down", shape: [d, ffn], repeat: depth}
-  - {name: final_norm, shape: [d], kind: norm}
-  - {name: readout, shape: [vocab, d]}
-"""
+MODEL = nanodo_yaml(width=64, depth=1, ffn="d")
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +56,15 @@ def _prescriptions(cli, root, optim: str, model: str = "model.yaml", a: str = "s
 def _losses(root, data, prescription: dict, name: str, eps: float | None = None) -> list[float]:
     import csv
 
+    from scaleadvise.script.emit import script_prescription
     from scaleadvise.script.template.train import main
 
     out = root / name
     argv = ["--data", str(data), "--steps", str(STEPS), "--batch-size", "4", "--log-every", "1",
             "--eval-every", str(STEPS), "--eval-batches", "1", "--grads-every", "0", "--align-every", "0",
             "--device", "cpu", "--dtype", "fp32", "--out", str(out)]
-    assert main(argv + ([] if eps is None else ["--eps", repr(eps)]), prescription=prescription) == 0
+    block = script_prescription(prescription, depth_free=False)  # the emitted script's data block
+    assert main(argv + ([] if eps is None else ["--eps", repr(eps)]), prescription=block) == 0
     with open(out / "metrics.csv") as f:
         return [float(r["train_loss"]) for r in csv.DictReader(f)]
 

@@ -39,7 +39,7 @@ from scaleadvise.provenance import machine
 
 HERE = Path(__file__).resolve().parent
 PARAMS = ("stp", "ntk", "mup", "mfp", "umup")
-SP_GLOBAL = "sp-global"  # stp's init, one global LR: `train.py --plain`
+SP_GLOBAL = "sp-global"  # stp's init, one global LR: coord_check.plain_prescription
 CASES = (*PARAMS, SP_GLOBAL)
 
 

@@ -10,12 +10,13 @@ has no epsilon and keeps the symmetry.
 
 This script, driving the tool as a user would (each step is a shell command):
 
-1. `scaleadvise emit-train` writes the NanoDO training script (paper C.1);
-2. `scaleadvise prescribe --json` gives side A (stp, mup); `scaleadvise equiv
+1. `scaleadvise prescribe --json` gives side A (stp, mup); `scaleadvise equiv
    --to-form ntk|mfp --width ... --prescription-out` gives side B with the
    constants that make it the same network (gamma x b^θ per layer, and for MFP the
    embedding init 1 instead of C.2's 0.01);
-3. `python train.py --prescription X.json --data corpus.txt --widths ...` trains both
+2. `scaleadvise emit-train --prescription X.json` writes the NanoDO training script
+   (paper C.1) of each side;
+3. `python train.py --data corpus.txt --width W` trains both, one process per width,
    on the standard library's source bytes (scaleadvise.corpus), fp32, CPU, one thread,
    under adam-atan2 and Adam with constant eps from 1e-30 to 1e-5 (eps = 0 is refused: 0/0);
    plus two controls that must *not* match: NanoDO's real MLP (F = 4D, where mlp.down's
@@ -83,21 +84,22 @@ def prescriptions(work: Path, a: str, b: str, optim: str, model: str, how: str, 
     return pa, pb, json.loads(out.stdout)["at_width"]
 
 
-def train(script: Path, pres: Path, out: Path, widths, eps, args, corpus: Path) -> dict[int, dict]:
-    """One train.py sweep over `widths`; per width the loss curve and final sqrt(v) per tensor."""
+def train(pres: Path, out: Path, widths, eps, args, corpus: Path) -> dict[int, dict]:
+    """The script `emit-train --prescription pres` writes, run at each width; per width the
+    loss curve and final sqrt(v) per tensor."""
     if out.exists():
         shutil.rmtree(out)
-    cmd = [sys.executable, str(script), "--prescription", str(pres), "--data", str(corpus),
-           "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", repr(args.base_lr),
-           "--widths", ",".join(map(str, widths)), "--log-every", "1", "--eval-every", str(args.steps),
-           "--grads-every", str(args.steps), "--align-every", "0", "--device", "cpu", "--dtype", "fp32",
-           "--out", str(out)]
-    if eps is not None:
-        cmd += ["--eps", repr(eps)]
-    sh(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})  # one thread: 2 shared cores (see conftest)
+    out.mkdir(parents=True)
+    script = out / "train.py"
+    sh(["scaleadvise", "emit-train", "--prescription", str(pres), "-o", str(script)])
     runs = {}
     for w in widths:
-        sub = next(out.glob(f"w{w}_lr*"))
+        sub = out / f"w{w}"
+        cmd = [sys.executable, str(script), "--data", str(corpus), "--width", str(w), "--steps", str(args.steps),
+               "--batch-size", str(args.batch_size), "--lr", repr(args.base_lr), "--log-every", "1",
+               "--eval-every", str(args.steps), "--grads-every", str(args.steps), "--align-every", "0",
+               "--device", "cpu", "--dtype", "fp32", "--threads", "1", "--out", str(sub)]
+        sh(cmd + ([] if eps is None else ["--eps", repr(eps)]), env={**os.environ, "OMP_NUM_THREADS": "1"})
         with open(sub / "metrics.csv") as f:
             loss = [float(r["train_loss"]) for r in csv.DictReader(f)]
         sqrt_v: dict[str, float] = {}
@@ -140,27 +142,30 @@ def train_in_process(pres_path: Path, corpus: Path, width: int, dtype: str, args
     import torch
     import torch.nn.functional as F
 
+    from scaleadvise.script.emit import script_prescription
     from scaleadvise.script.template.data import Batches, load_tokens
-    from scaleadvise.script.template.nanodo import NanoDO, apply_prescription, model_dims, param_groups, resolve_model
-    from scaleadvise.script.template.train import lr_factor, set_lr
+    from scaleadvise.script.template.nanodo import build_model, model_size, tensor_name
+    from scaleadvise.script.template.train import lr_factor
+    from scaleadvise.torch.apply import param_groups
     from scaleadvise.torch.optim import AdamAtan2
 
     torch.set_num_threads(1)
     before = torch.get_default_dtype()
     torch.set_default_dtype(getattr(torch, dtype))  # parameters (and so every product) in this dtype
     try:
-        pres = json.loads(pres_path.read_text())
-        dims = model_dims(pres, width)
-        tokens, _, _ = load_tokens(str(corpus), dims["vocab"], dims["context"], "auto", 0)
-        batches = Batches(tokens, dims["context"], args.batch_size, 0, 1, 0, torch.device("cpu"))
-        torch.manual_seed(0)
-        model = NanoDO(**dims)
-        specs = resolve_model(model, pres, width, args.base_lr)
-        apply_prescription(model, specs, pres["attention_scale"], torch.Generator().manual_seed(0))
-        opt = AdamAtan2(param_groups(model, specs), lr=0.0, betas=(0.9, 0.98))
+        pres = script_prescription(json.loads(pres_path.read_text()), depth_free=False)
+        size = model_size(pres, width)
+        tokens, _, _ = load_tokens(str(corpus), size["vocab"], size["context"], "auto", 0)
+        batches = Batches(tokens, size["context"], args.batch_size, 0, 1, 0, torch.device("cpu"))
+        model, values = build_model(pres, size, args.base_lr, 0, "cpu")
+        groups = param_groups((p, values[tensor_name(n)]) for n, p in model.named_parameters())
+        for g in groups:
+            g["peak_lr"] = g["lr"]
+        opt = AdamAtan2(groups, lr=0.0, betas=(0.9, 0.98))
         losses, warmup = [], max(1, args.steps // 10)  # train.py's default warmup for short runs
         for step in range(args.steps):
-            set_lr(opt, lr_factor(step, args.steps, warmup))
+            for g in opt.param_groups:
+                g["lr"] = g["peak_lr"] * lr_factor(step, args.steps, warmup)
             x, y = batches.next()
             loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
             loss.backward()
@@ -238,9 +243,6 @@ def main() -> None:
 
     corpus = build_corpus(work / "corpus.txt", 1 << 20)
     print(f"corpus: {corpus['bytes']} bytes from {corpus['files']} stdlib files (Python {corpus['python']})")
-    script = work / "train.py"
-    sh(["scaleadvise", "emit-train", "--param", "stp", "--optim", "adam", "--width", "64", "--heads", "2",
-        "--depth", "2", "--context", "64", "--vocab", "256", "-o", str(script)])
 
     rows, curves, equiv_docs, cache = [], {}, {}, {}
     for a, b in PAIRS:
@@ -253,7 +255,7 @@ def main() -> None:
             for side, pres in (("A", pa), ("B", pb)):
                 key = (pres.read_text(), eps, widths)  # side A of the unadjusted control = the atan2 run
                 if key not in cache:
-                    cache[key] = train(script, pres, work / f"run-{a}-{b}-{len(cache)}", widths, eps, args,
+                    cache[key] = train(pres, work / f"run-{a}-{b}-{len(cache)}", widths, eps, args,
                                        Path(corpus["path"]))
                 runs[side] = cache[key]
             for w in widths:

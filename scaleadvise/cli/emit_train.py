@@ -1,6 +1,7 @@
 """`scaleadvise emit-train`: write a standalone training script for the prescription."""
 
 import shlex
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -11,25 +12,22 @@ from scaleadvise.cli.common import (
     PARAM_HELP, AlignmentOpt, BaseEpsOpt, BaseLrOpt, BaseWidthOpt, ConstantsOpt, EpsOpt, fmt, OmegaReadoutOpt,
 )
 from scaleadvise.cli.render import console, err_console, print_json
-
-SCRIPT_OPTIMIZERS = ("adam", "adamw", "adam-atan2", "sgd", "adam-ps")
+from scaleadvise.core.optimizers import SCRIPTED as SCRIPT_OPTIMIZERS
 
 EXAMPLES = """
 Examples:
 
-  scaleadvise emit-train --param stp --optim adam --width 1024 --depth 8 --heads 8 -o train.py
+  scaleadvise emit-train --param stp --optim adam --width 1024 --depth 8 --heads 8 > train.py
 
-  python train.py --steps 200 --device cpu                    # synthetic data, CPU or GPU
+  python train.py --device cpu --width 128 --depth 2 --context 64 --vocab 256 --batch-size 16 --steps 200
 
-  python train.py --data tokens.bin --steps 50000 --out runs/d1024
+  python train.py --data train.bin --out runs/d1024
 
-  torchrun --nproc_per_node 8 train.py --distributed fsdp --data tokens.bin
-
-  python train.py --sweep-lr 2^-14:2^-6:0.5 --widths 128,256,512 --out runs/sweep
+  torchrun --nproc_per_node 8 train.py --distributed fsdp --data train.bin
 
   scaleadvise emit-train --param mfp --optim adam --width 4096 --eps per-layer --base-eps 1e-9 -o mfp.py
 
-  scaleadvise emit-train --param mup --optim adam-atan2 --width 256 --head-dim 64 --constants paper -o -
+  scaleadvise equiv --param stp --to-form ntk --prescription-out ntk.json && scaleadvise emit-train --prescription ntk.json -o ntk.py
 """
 
 
@@ -69,21 +67,98 @@ def emit_train(
     eps: EpsOpt = None,
     base_eps: BaseEpsOpt = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Model: nanodo (the paper's Transformer, C.1) is the one the script trains.")] = "nanodo",
-    output: Annotated[str, typer.Option("--output", "-o", help="Script path to write ('-': stdout).")] = "train.py",
-    json_out: Annotated[bool, typer.Option("--json", help="Print {output, command, prescription} as JSON.")] = False,
+    prescription: Annotated[Optional[str], typer.Option("--prescription", help="Emit for this `prescribe --json` or `equiv --prescription-out` file instead of the flags above.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the script to this file (atomically); default: stdout.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print {output, command, lines, prescription} as JSON (needs -o FILE).")] = False,
 ) -> None:
     """Write a standalone PyTorch script that trains NanoDO with the prescription.
 
-    The script carries the `prescribe --json` document for the same arguments and
-    applies it per tensor (init std, forward multiplier, LR group, epsilon, attention
-    logit scale); it imports only torch and numpy. It logs metrics.csv, grads.csv
-    (for `scaleadvise epsilon`), alignment.csv (for `scaleadvise align`) and, in
-    sweep mode, sweeps.csv (for `scaleadvise fit`).
+    The script goes to stdout (`scaleadvise emit-train > train.py`) or to -o FILE;
+    everything else goes to stderr. It carries the prescription as data and evaluates
+    the per-tensor rule (init std, forward multiplier, LR group, epsilon, attention logit
+    scale) at the size it trains; it imports only torch and numpy. It logs metrics.csv,
+    grads.csv (for `scaleadvise epsilon`), alignment.csv (for `scaleadvise align`) and
+    result.json (for `scaleadvise sweep`).
     """
-    from scaleadvise.cli.prescribe import _eps_arg
-    from scaleadvise.script.emit import emit_script, write_script
     from scaleadvise.errors import UserError
+
+    if json_out and output in (None, "-"):
+        raise UserError("--json prints JSON on stdout, where the script would go: give -o FILE for the script")
+    if output is not None and output != "-":
+        _check_output(output)
+    command = _command(ctx)
+    if prescription is not None:
+        doc, free = _from_file(ctx, prescription), False
+    else:
+        doc, free = _prescribe(param, optim, width, depth, heads, head_dim, context, vocab, base_width, base_lr,
+                               alignment, omega_readout, constants, eps, base_eps, model, command)
+    from scaleadvise.script.emit import emit_script, write_script
+
+    text = emit_script(doc, command, depth_free=free)
+    lines = text.count("\n")
+    if output in (None, "-"):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        _summary(doc, "the script (stdout)", lines, err_console)
+        if sys.stdout.isatty():
+            err_console.print("(the script went to the terminal: `> train.py` or -o train.py writes a file)")
+        return
+    write_script(output, text)
+    if json_out:
+        print_json({"output": output, "command": command, "lines": lines, "prescription": doc})
+    else:
+        _summary(doc, output, lines, console)
+        err_console.print(f"run it: python {output} --help   (the first lines of {output} suggest commands)")
+
+
+def _check_output(output: str) -> None:
+    from pathlib import Path
+
+    from scaleadvise.errors import UserError
+
+    target = Path(output)
+    if target.is_dir():
+        raise UserError(f"-o {output}: is a directory; name the script file, e.g. {target / 'train.py'}")
+    if not target.parent.is_dir():
+        raise UserError(f"-o {output}: directory {target.parent} does not exist")
+
+
+def _from_file(ctx: typer.Context, path: str) -> dict:
+    import json
+
+    from scaleadvise.errors import UserError
+
+    shaping = [max(p.opts, key=len) for p in ctx.command.params if getattr(p, "param_type_name", "") == "option"
+               and p.name not in ("prescription", "output", "json_out")
+               and getattr(ctx.get_parameter_source(p.name), "name", "") == "COMMANDLINE"]
+    if shaping:
+        raise UserError(f"--prescription {path}: the file fixes the prescription; drop {', '.join(shaping)}")
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--prescription {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"--prescription {path}: not JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"--prescription {path}: not a `prescribe --json` document")
+    name = str(doc.get("optimizer", ""))
+    if name not in SCRIPT_OPTIMIZERS:
+        raise UserError(f"--prescription {path}: optimizer {name!r}; the training script supports "
+                        f"{', '.join(SCRIPT_OPTIMIZERS)}")
+    if doc.get("parameterization") == "umup":
+        from scaleadvise.core.prescribe import UMUP_OPS_NOTE
+
+        raise UserError(f"--prescription {path}: {UMUP_OPS_NOTE}")
+    return doc
+
+
+def _prescribe(param, optim, width, depth, heads, head_dim, context, vocab, base_width, base_lr, alignment,
+               omega_readout, constants, eps, base_eps, model, command) -> tuple[dict, bool]:
+    from scaleadvise.cli.prescribe import _eps_arg
     from scaleadvise.core.prescribe import PrescribeRequest, prescribe
+    from scaleadvise.errors import UserError
+    from scaleadvise.script.emit import depth_free
 
     if model.strip().lower() != "nanodo":
         raise UserError(f"--model {model}: emit-train writes a NanoDO script (C.1); "
@@ -95,31 +170,21 @@ def emit_train(
         raise UserError("--heads and --head-dim: give one (head_dim = width / heads)")
     if heads is None and head_dim is None:
         head_dim = 128  # C.1
-    if head_dim is not None and (head_dim <= 0 or width % head_dim):
+    if head_dim is not None and head_dim > 0 and width % head_dim:
         raise UserError(f"--width {width} is not divisible by the head dimension {head_dim}; "
                         "use a multiple or set --head-dim / --heads")
-    for flag, value in (("--depth", depth), ("--context", context), ("--vocab", vocab)):
-        if value <= 0:
-            raise UserError(f"{flag} must be a positive integer, got {value}")
-    command = _command(ctx)
     if param.strip().lower() in ("umup", "u-mup", "u-μp"):
         from scaleadvise.core.prescribe import UMUP_OPS_NOTE
 
         raise UserError(f"--param {param}: {UMUP_OPS_NOTE}")
-    doc = prescribe(PrescribeRequest(
+    req = PrescribeRequest(
         param=param, optim=name, width=width, base_width=base_width, base_lr=base_lr, alignment=alignment,
         omega_readout=omega_readout, constants=constants, eps=_eps_arg(eps), base_eps=base_eps, model="nanodo",
-        depth=depth, heads=heads, head_dim=head_dim, context=context, vocab=vocab, command=command,
-    )).to_dict()
-    text = emit_script(doc, command)
-    write_script(output, text)
-    if json_out:
-        print_json({"output": output, "command": command, "lines": text.count("\n"), "prescription": doc})
-    elif output != "-":
-        _summary(doc, output, text.count("\n"))
+        depth=depth, heads=heads, head_dim=head_dim, context=context, vocab=vocab, command=command)
+    return prescribe(req).to_dict(), depth_free(req)
 
 
-def _summary(doc: dict, output: str, lines: int) -> None:
+def _summary(doc: dict, output: str, lines: int, where) -> None:
     m = doc["model"]
     table = Table(title=f"{output}: {doc['parameterization']} + {doc['optimizer']}, NanoDO width {m['width']}, "
                         f"depth {m['depth']}, {m['heads']} heads ({lines} lines)")
@@ -128,5 +193,4 @@ def _summary(doc: dict, output: str, lines: int) -> None:
     for t, v in doc["layers"].items():
         table.add_row(t, f"{v['a']:g}", f"{v['b']:g}", f"{v['c']:g}", fmt(v["multiplier"]), fmt(v["init_std"]),
                       fmt(v["lr"]), fmt(v["eps"]))
-    console.print(table)
-    err_console.print(f"run it: python {output} --steps 200   (python {output} --help for every flag)")
+    where.print(table)

@@ -14,13 +14,12 @@ alignment (``expected_slopes``), never with a table typed in.
     slope(data["widths"], [r[-1] for r in data["delta"]["blocks.1.mlp"]])
 
 The model is the emitted script's NanoDO (scaleadvise.script.template.nanodo), built, initialized
-and grouped exactly as ``train.py`` does it; ``plain=True`` is its ``--plain`` mode (SP
+and grouped exactly as the script does it; ``plain=True`` trains ``plain_prescription`` (SP
 init, one global LR: the deliberately wrong prescription). The LR is held constant (no
 warmup), as in microsoft/mup's check, so step t is t full-size updates.
 """
 
 import math
-from types import SimpleNamespace
 from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
@@ -28,9 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from scaleadvise.errors import UserError
-from scaleadvise.script.template.nanodo import NanoDO, apply_prescription, model_dims, param_groups, plain_prescription, \
-    resolve_model
+from scaleadvise.script.emit import script_prescription
+from scaleadvise.script.template.nanodo import NanoDO, build_model, model_size, tensor_name
 from scaleadvise.script.template.train import make_optimizer
+from scaleadvise.torch.apply import param_groups
 from scaleadvise.core.alignment import Alignment
 from scaleadvise.core.optimizers import Family, optimizer_family
 from scaleadvise.core.theory import evaluate
@@ -94,18 +94,28 @@ def lm_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     return F.cross_entropy(model(x).float().flatten(0, 1), y.flatten())
 
 
+def plain_prescription(prescription: Mapping) -> dict:
+    """'Parameterization off': standard parameterization with one global LR and a constant
+    epsilon, the usual PyTorch recipe (Table 1's STP with c = 0 everywhere; C.2's 0.01 std
+    for embedding tables, 1/sqrt(fan_in) for matrices, unit norm gains)."""
+    layers = {t: {**prescription["layers"][t], "a": 0.0, "b": 0.0 if t == "embedding" else 0.5, "c": 0.0, "g": 0.0,
+                  "gamma": 1.0, "eps_exponent": None if prescription.get("eps_mode") == "none" else 0.0}
+              for t in ("embedding", "hidden", "readout")}
+    tensors = [{**t, "sigma": 0.01 if t["kind"] == "embedding" else 1.0} for t in prescription.get("tensors", [])]
+    return {**prescription, "parameterization": "sp-global", "layers": layers, "constants": {t: 1.0 for t in layers},
+            "eps_mode": "none" if prescription.get("eps_mode") == "none" else "constant", "attention_scale": "sqrt",
+            "tensors": tensors}
+
+
 def build_nanodo(prescription: dict, width: int, base_lr: float | None = None, seed: int = 0,
                  plain: bool = False) -> tuple[NanoDO, torch.optim.Optimizer]:
     """The NanoDO model and optimizer the emitted script trains at ``width`` (head dim
-    fixed), with Table C2's betas; ``plain``: SP init and one global LR (``--plain``)."""
-    pres = plain_prescription(prescription) if plain else prescription
+    fixed), with Table C2's betas; ``plain``: ``plain_prescription`` instead."""
+    pres = script_prescription(plain_prescription(prescription) if plain else prescription, depth_free=False)
     torch.manual_seed(seed)
-    model = NanoDO(**model_dims(pres, width))
-    specs = resolve_model(model, pres, width, base_lr if base_lr is not None else pres["base_lr"])
-    apply_prescription(model, specs, pres["attention_scale"], torch.Generator().manual_seed(seed))
-    opt = make_optimizer(pres["optimizer"], param_groups(model, specs), SimpleNamespace(beta1=0.9, beta2=0.98),
-                         fused=False)
-    return model, opt
+    model, values = build_model(pres, model_size(pres, width), base_lr or pres["base_lr"], seed, "cpu")
+    groups = param_groups((p, values[tensor_name(n)]) for n, p in model.named_parameters())
+    return model, make_optimizer(pres["optimizer"], groups, (0.9, 0.98), fused=False)
 
 
 def coord_check(prescription: dict, widths: Iterable[int], batches: Callable[[int], Sequence[Batch]],

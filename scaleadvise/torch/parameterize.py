@@ -62,23 +62,11 @@ from scaleadvise.core.prescribe import PrescribeRequest, prescribe
 from scaleadvise.core.prescribe import UMUP_OPS_NOTE
 from scaleadvise.core.rule import fans, scale_dim
 from scaleadvise.errors import UserError
+from scaleadvise.torch import apply
+from scaleadvise.torch.apply import Multiplier
 
 MARK = "_scaleadvise_prescription"  # set on the root module: applying twice is an error
 _ORIGINAL = ".parametrizations."
-
-
-class Multiplier(nn.Module):
-    """The forward multiplier n_t^-a of the abc-parameterization (§2.1): W = n^-a w."""
-
-    def __init__(self, scale: float) -> None:
-        super().__init__()
-        self.scale = float(scale)  # a Python constant: torch.compile folds it in
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return w * self.scale
-
-    def extra_repr(self) -> str:
-        return f"scale={self.scale:.6g}"
 
 
 @dataclass
@@ -236,16 +224,6 @@ def _already(model: nn.Module) -> str | None:
     return "the model" if has_hooks(model) else None
 
 
-@torch.no_grad()
-def _init(p: torch.Tensor, init: str, std: float, generator: torch.Generator | None) -> None:
-    if init == "normal":
-        p.normal_(0.0, std, generator=generator)
-    elif init == "ones":
-        p.fill_(std)  # a norm gain starts at n_t^-b (1 whenever b = 0)
-    else:
-        p.zero_()
-
-
 def parameterize(
     model: nn.Module,
     param: str = "stp",
@@ -317,13 +295,8 @@ def parameterize(
         depth=depth if depth is not None or branches is None else len(branches.blocks), base_depth=base_depth,
         weight_decay=weight_decay, wd_timescale=wd_timescale, wd_convention=wd_convention,
         tokens_per_step=tokens_per_step, wd_vectors=wd_vectors))  # validates every argument
-    values = {s.name: v for s, v in zip(slots, pres.tensors)}
-    for s in slots:
-        v = values[s.name]
-        if init and v.init != "keep":
-            _init(getattr(s.module, s.attr), v.init, v.init_std, generator)
-        if v.multiplier != 1.0:
-            P.register_parametrization(s.module, s.attr, Multiplier(v.multiplier))
+    values = {s.name: vars(v) for s, v in zip(slots, pres.tensors)}
+    apply.apply_values(((s.module, s.attr, values[s.name]) for s in slots), init=init, generator=generator)
     if branches is not None and pres.residual_multiplier != 1.0:
         from scaleadvise.torch.residual import attach
 
@@ -335,14 +308,14 @@ def parameterize(
         v = values[s.name]
         stored = f"{s.module_name}.{_ORIGINAL[1:]}{s.attr}.original".lstrip(".") \
             if P.is_parametrized(s.module, s.attr) else s.name
-        settings[stored] = {"layer_type": v.layer_type, "lr": v.lr}
+        settings[stored] = {"layer_type": v["layer_type"], "lr": v["lr"]}
         if pres.eps_mode != "none":
-            settings[stored]["eps"] = (v.eps, 1e-3) if pres.optimizer == "adafactor" else v.eps
-        if v.weight_decay is not None:
-            settings[stored]["weight_decay"] = v.weight_decay
+            settings[stored]["eps"] = (v["eps"], 1e-3) if pres.optimizer == "adafactor" else v["eps"]
+        if v.get("weight_decay") is not None:
+            settings[stored]["weight_decay"] = v["weight_decay"]
     doc = pres.to_dict(tensors=False)
     doc.pop("model")
-    doc["tensors"] = [{**vars(values[s.name]), "why": s.why} for s in slots]
+    doc["tensors"] = [{**values[s.name], "why": s.why} for s in slots]
     if branches is not None:
         doc["residual_branches"] = {"outputs": list(branches.outputs), "found": branches.how}
     setattr(model, MARK, {**doc, "param_groups": settings})
@@ -385,19 +358,12 @@ def param_groups(model: nn.Module) -> list[dict[str, Any]]:
     if found is None:
         raise UserError("param_groups: the model has not been through scaleadvise.torch.parameterize")
     settings = getattr(found[1], MARK)["param_groups"]
-    groups: dict[tuple, dict[str, Any]] = {}
-    for name, tensor in found[1].named_parameters():
-        key = tuple(settings[name].values())
-        if key not in groups:
-            layer = settings[name]["layer_type"]
-            groups[key] = {"name": layer, **settings[name], "params": []}
-        groups[key]["params"].append(tensor)
-    out = list(groups.values())
+    out = apply.param_groups((tensor, settings[name]) for name, tensor in found[1].named_parameters())
     for g in out:
         same = [h for h in out if h["layer_type"] == g["layer_type"]]
-        if len(same) > 1:
-            wd = len({h.get("weight_decay") for h in same}) > 1
-            g["name"] = f"{g['layer_type']} (lr {g['lr']:.3g}" + (f", wd {g['weight_decay']:.3g})" if wd else ")")
+        wd = len({h.get("weight_decay") for h in same}) > 1
+        g["name"] = (f"{g['layer_type']} (lr {g['lr']:.3g}" + (f", wd {g['weight_decay']:.3g})" if wd else ")")
+                     if len(same) > 1 else g["layer_type"])
     return out
 
 

@@ -1,8 +1,5 @@
-"""What the analysis commands read: CSV logs, gradient scales, alignment ratios.
-
-Bundled verbatim into the emitted script (torch and the standard library only).
-Column names are the contracts of DESIGN.md: `fit` reads sweeps.csv, `epsilon`
-reads grads.csv, `align` reads alignment.csv.
+"""Probes: what the analysis commands read. Column names are DESIGN.md's contracts:
+`scaleadvise epsilon` reads grads.csv, `scaleadvise align` reads alignment.csv.
 """
 
 import csv
@@ -11,15 +8,13 @@ import os
 
 import torch
 
-# ---- bundle: drop begin
+from scaleadvise.script.template.config import BadInput
 from scaleadvise.script.template.dist import Dist, all_sum, local_tensor
 from scaleadvise.script.template.nanodo import Dense, tensor_name
-# ---- bundle: drop end
 
 METRICS_COLUMNS = ("step", "train_loss", "eval_loss", "lr", "tokens_per_s", "mfu")
 GRADS_COLUMNS = ("width", "layer", "step", "grad_rms", "sqrt_v_rms")
-ALIGNMENT_COLUMNS = ("width", "layer", "step", "log_alignment")
-SWEEP_COLUMNS = ("width", "lr", "loss", "step", "seed", "param", "optim", "diverged")
+ALIGNMENT_COLUMNS = ("width", "layer", "step", "log_alignment", "alpha", "omega", "u")
 
 
 def _cell(value) -> str:
@@ -60,13 +55,6 @@ class CsvLog:
         os.replace(tmp, self.path)
 
 
-def read_rows(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 @torch.no_grad()
 def gradient_scales(model: torch.nn.Module, opt: torch.optim.Optimizer, dist: Dist) -> list[dict]:
     """Per tensor: RMS of the gradient and RMS of sqrt(v_hat), the bias-corrected
@@ -93,39 +81,174 @@ def gradient_scales(model: torch.nn.Module, opt: torch.optim.Optimizer, dist: Di
             for (n, numel), s in zip(names, totals)]
 
 
-@torch.no_grad()
-def log_alignment(model: torch.nn.Module, batch: torch.Tensor, autocast) -> dict[str, float]:
-    """Definition 3.1 per dense layer (every Dense: q, k, v, o, up, down, readout):
+# --------------------------------------------------------------------------- alignment
+#
+# Everett et al. 2024. A dense layer l computes z_l = n^-a_l W_l z_{l-1}. From step t on,
+# with W_l = W_0 + ΔW and z_{l-1} = z_0 + Δz, it is the sum of four products (§3.3, B.11):
+#     W_0 z_0   (no alignment: random init, independent of the data)
+#     ΔW z_0    alpha   (the update against the data; Definition B.6)
+#     W_0 Δz    omega   (the init against the change of the input)
+#     ΔW Δz     u
+# Table 2's stability constraints use exactly these three exponents. The paper's log
+# alignment ratio A (Definition 3.1) measures the *whole* W_t against the *whole* z_t;
+# while ||ΔW|| << ||W_0|| it stays near 1/2 even when ΔW is fully aligned (alpha = 1),
+# so it is logged beside them (for comparison with Figure 2), never instead of them.
 
-        A_l = log_{fan-in} ||W z||_RMS / (||W||_RMS ||z||_RMS)
+PROBE_SEQUENCES = 8  # sequences of the fixed held-out probe batch (bounds z_0's memory)
+_CHUNK = 1024  # tokens per matmul inside the probe (bounds its transient memory)
 
-    with z the layer's input on a fixed batch and RMS taken over every token of it.
-    A random W independent of z gives A = 1/2 (no alignment); a W whose rows align
-    with z gives A = 1 (full alignment). The forward multiplier cancels in the
-    ratio. Runs the uncompiled module with forward hooks, so the compiled training
-    graph is untouched."""
-    out: dict[str, float] = {}
+
+def log_ratio(sxy: float, sx: float, sy: float, fan_in: int) -> float | None:
+    """log_fan-in ||X y||_RMS / (||X||_RMS ||y||_RMS) from Frobenius sums of squares.
+
+    X is [fan_out, fan_in], y holds T tokens [T, fan_in]; the RMS norms are
+    sqrt(sxy / (T fan_out)), sqrt(sx / (fan_out fan_in)) and sqrt(sy / (T fan_in)), so the
+    ratio is fan_in * sqrt(sxy / (sx sy)) (the paper's footnote 3). X independent of y
+    gives 1/2 (central-limit scaling, §2.3); X = v m^T with every token along m gives 1
+    (law of large numbers); by Cauchy-Schwarz it never exceeds 1. None where it is
+    undefined: a factor is zero (at step 0 ΔW = 0 and Δz = 0, and the exponent of 0/0 is
+    no number, least of all 1/2), the product vanishes exactly (log 0), or NaN.
+    """
+    if not (sx > 0 and sy > 0 and sxy > 0) or fan_in < 2:
+        return None
+    return 1.0 + 0.5 * math.log(sxy / (sx * sy)) / math.log(fan_in)
+
+
+def _sq(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """||x w^T||_F^2 (float64) for tokens x [T, fan_in] and weight rows w [rows, fan_in]."""
+    total = torch.zeros((), dtype=torch.float64, device=w.device)
+    for i in range(0, x.shape[0], _CHUNK):
+        total += (x[i:i + _CHUNK].float() @ w.T).square().sum().double()
+    return total
+
+
+def _norm2(x: torch.Tensor) -> torch.Tensor:
+    return x.float().square().sum().double()
+
+
+def _run_dense(model: torch.nn.Module, batch: torch.Tensor, autocast, fn) -> None:
+    """Forward `batch` through the uncompiled `model` in eval mode, no grad, calling
+    fn(name, z) with every Dense layer's input z [tokens, fan_in]. Hooks on the plain
+    module leave the compiled training graph untouched; they are removed afterwards."""
     hooks = []
-
-    def hook(name: str, fan_in: int):
-        def fn(module: Dense, inputs, output):
-            z = inputs[0].float()
-            w = module.weight.float() * module.mult
-            wz = output.float()
-            ratio = wz.square().mean().sqrt() / (w.square().mean().sqrt() * z.square().mean().sqrt())
-            out[name] = float(torch.log(ratio) / math.log(fan_in))
-        return fn
-
     for name, module in model.named_modules():
         if isinstance(module, Dense):
-            hooks.append(module.register_forward_hook(hook(tensor_name(name), module.weight.shape[-1])))
+            hooks.append(module.register_forward_hook(
+                lambda _m, inputs, _out, name=tensor_name(name): fn(name, inputs[0])))
     was_training = model.training
     model.eval()
     try:
-        with autocast():
+        with torch.no_grad(), autocast():
             model(batch)
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return out
+        if hasattr(model, "reshard"):  # FSDP2 keeps the root gathered after a forward; give back the shards,
+            model.reshard()  # so that named_parameters() is again what the optimizer and checkpoints hold
+
+
+class AlignmentProbe:
+    """alpha, omega, u (B.11) and A (Definition 3.1) of every dense layer, every K steps.
+
+    Built at step 0, it keeps for each Dense (q, k, v, o, up, down, readout):
+      W_0  the weight at init: an fp32 copy of the master parameter (under FSDP, of this
+           rank's shard: FSDP2 shards dim 0, the rows, so every product below is summed
+           over the local rows and the sums of squares are reduced over ranks, never
+           gathered);
+      z_0  the layer's input on a fixed probe batch (the same tokens at every step and on
+           every rank), kept in the dtype the forward produced (bf16 under autocast; q, k
+           and v share one copy).
+    Memory: a copy of every dense weight (fp32, 1/world of it under FSDP) plus
+    tokens x fan_in per dense layer. `measure` then logs, with ΔW = W_t - W_0 and
+    Δz = z_t - z_0, each as log_ratio (independent = 1/2, rank-one aligned = 1):
+      log_alignment  A      W_t · z_t    (the paper's Figure 2)
+      alpha                 ΔW  · z_0
+      omega                 W_0 · Δz
+      u                     ΔW  · Δz
+    The forward multiplier n^-a_l scales W, W_0 and ΔW alike and each ratio has its matrix
+    once above and once below, so it cancels in all four (it is constant during training);
+    the input z already holds every earlier multiplier and the ratios are scale-free in it.
+    W is the fp32 master weight, not the (bf16) copy the forward multiplies with: ΔW is
+    far smaller than W early on and would drown in bf16 rounding. Δz under bf16 autocast
+    carries rounding of relative size ~2^-9 of z, which pulls omega and u towards 1/2
+    while ||Δz|| is that small.
+
+    W_0 and z_0 are rebuilt, not saved: the run re-initializes the model from its seed
+    before loading a checkpoint, so building the probe there gives the same W_0 and z_0;
+    `fingerprint` (stored in the checkpoint) and `check` prove it on --resume.
+    The model must be the plain module (not torch.compile's wrapper, not DDP's); under
+    FSDP every rank builds and measures (the forward gathers), under DDP rank 0 alone.
+    """
+
+    def __init__(self, model: torch.nn.Module, batch: torch.Tensor, autocast, dist: Dist | None = None):
+        self.model, self.batch, self.autocast, self.dist = model, batch, autocast, dist
+        # Master parameters, taken before any forward (FSDP then holds them sharded; the
+        # module attribute may later point at a gathered copy). Updates are in place.
+        self.weights = {tensor_name(n): m.weight for n, m in model.named_modules() if isinstance(m, Dense)}
+        self.w0 = {n: local_tensor(w).detach().float().clone() for n, w in self.weights.items()}
+        self.z0: dict[str, torch.Tensor] = {}
+        seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id -> (input kept alive, copy)
+
+        def keep(name: str, z: torch.Tensor) -> None:
+            if id(z) not in seen:
+                seen[id(z)] = (z, z.detach().reshape(-1, z.shape[-1]).clone())
+            self.z0[name] = seen[id(z)][1]
+
+        _run_dense(model, batch, autocast, keep)
+
+    def _reduce(self, sums: torch.Tensor) -> list:
+        return (all_sum(sums, self.dist) if self.dist is not None else sums).cpu().tolist()
+
+    @torch.no_grad()
+    def measure(self, step: int) -> dict[str, dict[str, float | None]]:
+        """{layer: {log_alignment, alpha, omega, u}} at the current weights. At step 0
+        alpha, omega and u are None: no parameter has moved, ΔW = Δz = 0."""
+        sharded: dict[str, torch.Tensor] = {}
+        local: dict[str, tuple] = {}
+
+        def terms(name: str, z: torch.Tensor) -> None:
+            zt, z0 = z.reshape(-1, z.shape[-1]), self.z0[name]
+            wt, w0 = local_tensor(self.weights[name]).detach().float(), self.w0[name]
+            dw, dz = wt - w0, zt.float() - z0.float()
+            sharded[name] = torch.stack([_sq(zt, wt), _norm2(wt), _sq(z0, dw), _norm2(dw), _sq(dz, w0), _norm2(w0),
+                                         _sq(dz, dw)])
+            local[name] = (float(_norm2(zt)), float(_norm2(z0)), float(_norm2(dz)))
+
+        _run_dense(self.model, self.batch, self.autocast, terms)
+        names = list(sharded)
+        sums = self._reduce(torch.stack([sharded[n] for n in names])) if names else []
+        out = {}
+        for name, (wz, w, dwz0, dw, w0dz, w0, dwdz) in zip(names, sums):
+            z, z0, dz = local[name]
+            fan_in = self.w0[name].shape[-1]
+            moved = step > 0
+            out[name] = {"log_alignment": log_ratio(wz, w, z, fan_in),
+                         "alpha": log_ratio(dwz0, dw, z0, fan_in) if moved else None,
+                         "omega": log_ratio(w0dz, w0, dz, fan_in) if moved else None,
+                         "u": log_ratio(dwdz, dw, dz, fan_in) if moved else None}
+        return out
+
+    def fingerprint(self) -> dict[str, list[float]]:
+        """||W_0||^2 and ||z_0||^2 per layer, to store with a checkpoint (collective under FSDP)."""
+        names = list(self.w0)
+        w = self._reduce(torch.stack([_norm2(self.w0[n]) for n in names]))
+        return {n: [w[i], float(_norm2(self.z0[n]))] for i, n in enumerate(names)}
+
+    def check(self, saved: dict | None) -> None:
+        """Refuse a resume whose rebuilt W_0 / z_0 differ from the run's (another device,
+        another init): its alpha, omega, u would measure against the wrong reference."""
+        if not saved:
+            return  # a checkpoint written with --align-every 0: nothing to compare
+        mine = self.fingerprint()
+        for name, (w, z) in mine.items():
+            if name not in saved or any(abs(a - b) > 1e-5 * abs(b) for a, b in zip((w, z), saved[name])):
+                raise BadInput(f"--resume: the alignment probe's W_0/z_0 of {name}, rebuilt from the seed, differ from "
+                               "the run's (another device or init code?); resume with --align-every 0 or start anew")
+
+
+@torch.no_grad()
+def log_alignment(model: torch.nn.Module, batch: torch.Tensor, autocast) -> dict[str, float | None]:
+    """A of Definition 3.1 alone, per dense layer, on the model as it is (a probe built
+    and read at once; alpha, omega, u need the reference of an AlignmentProbe)."""
+    return {n: v["log_alignment"] for n, v in AlignmentProbe(model, batch, autocast).measure(0).items()}
