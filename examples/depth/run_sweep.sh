@@ -4,8 +4,9 @@
 # the depth exponents; the script applies them at the --depth it is run with), `scaleadvise
 # sweep` runs one process per (depth, base LR) and writes sweeps.csv, `scaleadvise fit
 # --scale-by depth` fits lr*(L) ∝ L^k. The same experiment as `transfer.py depth` (which makes
-# its runs in-process with scaleadvise.torch.parameterize); needs `scaleadvise sweep` and the
-# one-run emitted script (BRIEF.md contracts).
+# its runs in-process with scaleadvise.torch.parameterize), with the emitted script's own
+# optimizer settings (Table C2: beta2 0.98; C.3: cosine to 0), so its numbers will differ a little.
+# Needs `scaleadvise sweep` (branch sweep; these command lines pass its --dry-run).
 #
 #   bash examples/depth/run_sweep.sh        # ~15-25 min on 2 CPU cores
 set -euo pipefail
@@ -18,7 +19,7 @@ MODEL=(--param mup --optim adamw --width 32 --base-width 32 --depth 2 --head-dim
 for dp in none depth-mup completep; do
   depth=(--depth-param "$dp"); [ "$dp" = none ] || depth+=(--base-depth 2)
   scaleadvise emit-train "${MODEL[@]}" "${depth[@]}" -o "$WORK/train_$dp.py"
-  scaleadvise sweep "$WORK/train_$dp.py" --widths 32 --depths 2,4,8,16 --lrs 2^-11:2^-2:1 --steps 150 \
+  scaleadvise sweep "$WORK/train_$dp.py" --widths 32 --depths 2,4,8,16 --lrs 2^-8:2^-2:1 --seeds 0,1 --steps 150 \
       --out "$WORK/$dp" --max-parallel 2 --threads-per-run 1 -- --data work/corpus.txt --batch-size 16
 done
 python - "$WORK" <<'PY'
