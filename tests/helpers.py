@@ -1,4 +1,9 @@
-"""Assertions shared by the CLI tests."""
+"""Assertions and contexts shared by the tests."""
+
+import os
+from contextlib import contextmanager
+
+import pytest
 
 
 def assert_bad_input(cli, *args: str, match: str) -> None:
@@ -29,3 +34,37 @@ tensors:
   - {{name: final_norm, shape: [d], kind: norm}}
   - {{name: readout, shape: [vocab, d]}}
 """
+
+
+NOBODY = 65534
+
+
+@contextmanager
+def denied():
+    """Make permission bits bite: as root (which ignores them), run the block with the
+    effective uid/gid of nobody. Files it must reach need o+r (and directories o+x), and
+    the modules it imports should be loaded already: an interpreter installed under
+    /root (pyenv) is out of nobody's reach."""
+    if os.geteuid() != 0:
+        yield
+        return
+    try:
+        os.setegid(NOBODY)
+        os.seteuid(NOBODY)
+    except PermissionError:
+        os.setegid(0)
+        pytest.skip("running as root without the right to drop privileges: chmod cannot deny access")
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+@contextmanager
+def umask(mask: int):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)

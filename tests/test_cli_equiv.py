@@ -121,12 +121,29 @@ def test_human_output(cli):
 
 @pytest.mark.parametrize("args, message", [
     (["equiv", "--param", "stp", "--to-form", "mup", "--width", "256"], "not equivalent"),
-    (["equiv", "--param", "stp", "--to-form", "ntk", "--constants-out", "x.yaml"], "need --width"),
+    (["equiv", "--param", "stp", "--to-form", "ntk", "--constants-out", "x.yaml"], "--constants-out needs --width"),
     (["equiv", "--param", "stp", "--to-form", "ntk", "--width", "0"], "--width"),
     (["equiv", "--param", "stp", "--to-form", "ntk", "--width", "256", "--constants", "nope.yaml"], "--constants"),
     (["equiv", "--param", "stp", "--to-form", "ntk", "--width", "64", "--head-dim", "32",
       "--constants-out", "/nonexistent/c.yaml"],
-     "cannot write"),
+     "--constants-out: /nonexistent/c.yaml: directory /nonexistent does not exist"),
 ])
 def test_bad_input(cli, args, message):
     assert_bad_input(cli, *args, match=message)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_outputs_keep_the_users_umask(cli, tmp_path, mask):
+    """--constants-out and --prescription-out are ordinary files: 0666 less the umask (a bare
+    mkstemp would make them 0600 whatever the umask)."""
+    import stat
+
+    from helpers import umask
+
+    with umask(mask):
+        code, _, err = cli("equiv", "--param", "stp", "--to-form", "ntk", "--width", "256", "--base-width", "64",
+                           "--constants-out", str(tmp_path / "c.yaml"), "--prescription-out", str(tmp_path / "p.json"))
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "p.json"]  # no temp file left
+    for name in ("c.yaml", "p.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask

@@ -73,7 +73,7 @@ def test_presets_command(cli):
 
 @pytest.mark.parametrize("args,message", [
     (["prescribe", "--param", "foo"], "unknown parameterization 'foo'"),
-    (["prescribe", "--width", "-8"], "--width must be a positive integer"),
+    (["prescribe", "--width", "-8"], "--width: must be a positive integer"),
     (["prescribe", "--width", "12.5"], "--width"),
     (["prescribe", "--width", "1000"], "not divisible by the head dimension"),
     (["prescribe", "--alignment", "0.5,x,1"], "--alignment"),

@@ -271,7 +271,7 @@ def test_cli_bad_input_one_line_exit_2(cli, tmp_path):
     cases = [
         (["--optim", "adafactor"], "supports sgd, adam, adamw"),
         (["--width", "100"], "not divisible by the head dimension 128"),
-        (["--width", "96", "--heads", "5"], "does not divide --width 96"),
+        (["--width", "96", "--heads", "5"], "does not divide the width 96"),
         (["--heads", "2", "--head-dim", "64"], "give one"),
         (["--head-dim", "0"], "--head-dim must be a positive integer"),
         (["--head-dim", "-16"], "--head-dim must be a positive integer"),

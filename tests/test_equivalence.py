@@ -1,4 +1,6 @@
-"""§3.2 at finite precision, the small case of examples/equivalence: SP and NTK with the
+"""core/equivalence.py. The constants themselves (no torch): gamma_to = gamma_from · b^(kθ),
+the tensors one LR per layer type cannot match, the init stds that move. Then §3.2 at
+finite precision, the small case of examples/equivalence: SP and NTK with the
 constants `scaleadvise equiv` prints train the same NanoDO under Adam-atan2 (C.5), and a
 constant Adam epsilon breaks the symmetry (§4.3).
 
@@ -19,7 +21,8 @@ import json
 
 import pytest
 
-torch = pytest.importorskip("torch")
+from scaleadvise.core.equivalence import equivalent_constants
+from scaleadvise.core.parameterizations import get_parameterization
 
 from helpers import nanodo_yaml  # noqa: E402
 
@@ -30,6 +33,7 @@ MODEL = nanodo_yaml(width=64, depth=1, ffn="d")
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    pytest.importorskip("torch")
     from scaleadvise.corpus import build_corpus
 
     root = tmp_path_factory.mktemp("equivalence")
@@ -110,3 +114,51 @@ def test_constant_epsilon_breaks_the_symmetry(cli, setup, one_torch_thread):
     sp, ntk, _, _ = _prescriptions(cli, root, "adam")
     assert _max_diff(_losses(root, data, sp, "sp-e30", 1e-30), _losses(root, data, ntk, "ntk-e30", 1e-30)) <= TOL
     assert _max_diff(_losses(root, data, sp, "sp-e4", 1e-4), _losses(root, data, ntk, "ntk-e4", 1e-4)) > 1000 * TOL
+
+
+# ------------------------------------------------------------------ the constants, without training
+
+COMMON = {"width": 256, "base_width": 64, "base_lr": 1e-3, "alignment": None, "omega_readout": None,
+          "model": "nanodo", "depth": 1, "head_dim": None}
+
+
+@pytest.mark.parametrize("optim,k,gamma", [("sgd", 2.0, 64.0), ("adam", 1.0, 8.0), ("adafactor", 0.0, 1.0)])
+def test_stp_to_ntk_gamma_is_b_to_the_k_theta(optim, k, gamma):
+    """θ = a_ntk - a_stp = (0, 1/2, 1/2); at base width b = 64 the target's gamma is the
+    source's times b^(kθ) on hidden and readout, 1 on the embedding (§3.2, B.2)."""
+    summary, doc = equivalent_constants("stp", "default", get_parameterization("ntk"), k, {"optim": optim, **COMMON})
+    assert summary["constants_to"] == {"embedding": 1.0, "hidden": gamma, "readout": gamma}
+    assert doc["constants"] == summary["constants_to"] and doc["parameterization"] == "ntk"
+    for t, layer in summary["layers"].items():
+        assert layer["width_independent"] and layer["theta"] == (0.0 if t == "embedding" else 0.5)
+        assert layer["gamma_ratio"] == layer["gamma_to"] / layer["gamma_from"]
+
+
+def test_lr_times_multiplier_to_the_k_is_kept_per_tensor():
+    summary, doc = equivalent_constants("stp", "default", get_parameterization("ntk"), 1.0, {"optim": "adam", **COMMON})
+    src = {t["name"]: t for t in equivalent_constants("stp", "default", get_parameterization("stp"), 1.0,
+                                                      {"optim": "adam", **COMMON})[1]["tensors"]}
+    for row in summary["tensors"]:
+        lr_src = src[row["name"]]["lr"]
+        # m_to/m_from = multiplier_ratio; under Adam m·lr is what moves W (k = 1)
+        assert row["lr_to"] * row["multiplier_ratio"] * row["lr_factor"] == pytest.approx(lr_src, rel=1e-12)
+
+
+def test_a_fan_in_of_4n_is_not_expressible_with_one_lr_per_layer_type():
+    summary, _ = equivalent_constants("stp", "default", get_parameterization("ntk"), 1.0, {"optim": "adam", **COMMON})
+    assert summary["lr_not_expressible"] == ["blocks.0.mlp.down"] and not summary["exact"]
+    down = next(r for r in summary["tensors"] if r["name"] == "blocks.0.mlp.down")
+    assert down["lr_factor"] == pytest.approx(2.0)  # (4n)^-1/2 against n^-1/2: sqrt(4)
+
+
+def test_mup_to_mfp_moves_the_embedding_init_and_has_no_epsilon_note_under_atan2():
+    summary, doc = equivalent_constants("mup", "default", get_parameterization("mfp"), 1.0,
+                                        {"optim": "adam-atan2", **COMMON})
+    assert summary["constants_to"] == {"embedding": 8.0, "hidden": 8.0, "readout": 8.0}  # θ = 1/2 everywhere
+    assert summary["init_changed"] == ["embed.tokens", "embed.positions"]  # C.2's 0.01 std undone
+    assert summary["eps_note"] is None
+    # muP's table: multiplier n^1/2 = 16 times std n^-1/2 = 1/16 (b != 0: sigma 1); mfp's multiplier is 1,
+    # so the same W needs std 1, 100x mfp's own 0.01 (C.2)
+    tokens = next(t for t in doc["tensors"] if t["name"] == "embed.tokens")
+    row = next(r for r in summary["tensors"] if r["name"] == "embed.tokens")
+    assert tokens["init_std"] == pytest.approx(1.0) and row["init_factor"] == pytest.approx(100.0)

@@ -241,7 +241,7 @@ def test_bad_input():
         lm = TinyLM(16)
         lm.readout.weight = lm.embed.weight
         parameterize(lm, width=16)
-    with pytest.raises(UserError, match="--param: unknown parameterization"):
+    with pytest.raises(UserError, match="param: unknown parameterization"):
         parameterize(MLP(8), "mupp", width=8, model_yaml="mlp")
     with pytest.raises(UserError, match="has shape"):
         parameterize(MLP(8), width=16, model_yaml="mlp")

@@ -1,4 +1,4 @@
-"""Absolute prescriptions: the DESIGN.md contract, Table C1, C.2 init constants, bad input."""
+"""Absolute prescriptions: the JSON contract (docs/CONTRACTS.md), Table C1, C.2 init constants, bad input."""
 
 import json
 
@@ -23,7 +23,7 @@ def test_nanodo_parameter_count_matches_table_c1(width, total):
 
 
 def test_design_contract_example():
-    """The example of DESIGN.md, number for number."""
+    """The example of the JSON contract (docs/CONTRACTS.md, `prescribe --json`), number for number."""
     doc = prescribe(PrescribeRequest(param="stp", optim="adam", width=16384)).to_dict()
     assert {k: doc[k] for k in ("parameterization", "optimizer", "width", "base_width", "base_lr")} == {
         "parameterization": "stp", "optimizer": "adam", "width": 16384, "base_width": 1024, "base_lr": 0.001}
@@ -94,21 +94,29 @@ def test_yang_hu_prescription_reports_no_feature_learning():
     assert any("impossible" in n for n in doc["notes"])
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"width": 0}, "--width must be a positive integer"),
-    ({"width": 1000}, "not divisible by the head dimension 128"),
-    ({"param": "mupp"}, "did you mean 'mup'"),
-    ({"optim": "adamm"}, "did you mean 'adam'"),
-    ({"alignment": "0.5,0.5"}, "--alignment"),
-    ({"model": "nanodoo"}, "did you mean 'nanodo'"),
-    ({"eps": -1.0}, "--eps"),
-    ({"optim": "adam-atan2", "eps": 1e-8}, "no epsilon"),
-    ({"constants": "nope.yaml"}, "--constants"),
-    ({"param": "umup", "constants": "paper"}, "no constants for adam x umup"),
+@pytest.mark.parametrize("kwargs,field,match", [
+    ({"width": 0}, "width", "width: must be a positive integer"),
+    ({"width": 1000}, "width", "not divisible by the head dimension 128"),
+    ({"param": "mupp"}, "param", "did you mean 'mup'"),
+    ({"optim": "adamm"}, "optim", "did you mean 'adam'"),
+    ({"alignment": "0.5,0.5"}, "alignment", "alignment: expected"),
+    ({"model": "nanodoo"}, "model", "did you mean 'nanodo'"),
+    ({"eps": -1.0}, "eps", "eps: must be a finite number >= 0"),
+    ({"optim": "adam-atan2", "eps": 1e-8}, "eps", "no epsilon"),
+    ({"constants": "nope.yaml"}, "constants", "constants: nope.yaml: no such file"),
+    ({"param": "umup", "constants": "paper"}, "constants", "no constants for adam x umup"),
+    ({"width": 2**53 + 1}, "width", "must be at most 2\\^53"),  # beyond exact floats
+    ({"vocab": 10**20}, "vocab", "must be at most 2\\^53"),
+    ({"depth": 10**8}, "depth", "more than 100,000 tensors"),   # a typo, refused before the memory goes
+    ({"base_lr": float("nan")}, "base_lr", "must be a positive finite number"),
+    ({"sgd_readout": "most"}, "sgd_readout", "must be 'preserve' or 'max'"),
+    ({"head_dim": 100}, "head_dim", "100 does not divide the width 1024"),
 ])
-def test_bad_requests(kwargs, match):
-    with pytest.raises(UserError, match=match):
+def test_bad_requests(kwargs, field, match):
+    """Library callers see the request's field names (the CLI maps them to flags)."""
+    with pytest.raises(UserError, match=match) as e:
         prescribe(PrescribeRequest(**kwargs))
+    assert e.value.field == field and str(e.value).startswith(f"{field}: ")
 
 
 def test_yaml_model_validation_names_the_field(tmp_path):

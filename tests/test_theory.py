@@ -198,8 +198,9 @@ def test_optimizer_families(name, family):
 
 @pytest.mark.parametrize("text", ["0.8,0.5", "full-ish", "a,b,c", "1.5,0.5,1", "-0.1,0.5,0.5"])
 def test_bad_alignment(text):
-    with pytest.raises(UserError, match="--alignment"):
+    with pytest.raises(UserError, match="^alignment: ") as e:
         parse_alignment(text)
+    assert e.value.field == "alignment"
 
 
 def test_bad_optimizer_suggests():

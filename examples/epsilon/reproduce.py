@@ -116,7 +116,7 @@ def sweep_losses(out: Path) -> dict[tuple[int, int], float]:
 
 
 def merge_grads(runs: list[Path], dest: Path) -> Path:
-    """Concatenate each run's grads.csv (DESIGN.md columns) adding its seed, a replicate."""
+    """Concatenate each run's grads.csv (docs/CONTRACTS.md columns) adding its seed, a replicate."""
     rows = []
     for run in runs:
         for sub in sorted(run.glob("w*_s*")):

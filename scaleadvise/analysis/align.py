@@ -326,7 +326,7 @@ def trajectories_from_frame(frame, source: str) -> list[Trajectory]:
 
 
 def load_alignment(path: str, overrides: Mapping[str, str | None] | None = None) -> list[Trajectory]:
-    """Read an alignment table (DESIGN.md: width, layer, step, log_alignment; alpha, omega, u)."""
+    """Read an alignment table (docs/CONTRACTS.md: width, layer, step, log_alignment; alpha, omega, u)."""
     from scaleadvise.analysis.tables import read_table
 
     table = read_table(path, alignment_columns(), overrides)

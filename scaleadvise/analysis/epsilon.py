@@ -381,7 +381,7 @@ def gradient_columns() -> list:
 
 
 def load_gradients(path: str, overrides: Mapping[str, str | None] | None = None) -> dict[str, LayerSamples]:
-    """Read a gradient table (DESIGN.md: width, layer, grad_rms, optional sqrt_v_rms, step)."""
+    """Read a gradient table (docs/CONTRACTS.md: width, layer, grad_rms, optional sqrt_v_rms, step)."""
     import numpy as np
 
     from scaleadvise.analysis.tables import read_table
@@ -447,7 +447,7 @@ def analyze(
     confidence: float = 0.95,
     source: str = "input",
 ) -> dict:
-    """The whole `scaleadvise epsilon` report as a JSON-ready dict (DESIGN.md contract)."""
+    """The whole `scaleadvise epsilon` report as a JSON-ready dict (docs/CONTRACTS.md)."""
     if not samples:
         raise UserError(f"{source}: no gradient measurements (give a table or --grad-rms LAYER=VALUE@WIDTH)")
     g_by_type = theory_gradient_exponents(ctx.param) if ctx.param else None

@@ -444,6 +444,22 @@ class FitResult:
     grids: list[Grid]  # one per group, for plotting
 
 
+def _check_theory_flags(opts: FitOptions) -> None:
+    """--param, --optim and --target-width, before any work: a typo is an error even
+    when the theory comparison is skipped for want of the other flags."""
+    import math
+
+    from scaleadvise.core.optimizers import get_optimizer
+    from scaleadvise.core.parameterizations import get_parameterization
+
+    if opts.param:
+        get_parameterization(opts.param)
+    if opts.optim:
+        get_optimizer(opts.optim)
+    if opts.target_width is not None and not (math.isfinite(opts.target_width) and opts.target_width >= 1):
+        raise UserError(f"--target-width: must be a finite number >= 1, got {opts.target_width:g}")
+
+
 def fit_sweep(path: str, opts: FitOptions, progress: Progress | None = None) -> FitResult:
     """Fit the sweep table at ``path``; ``.doc`` is the ``scaleadvise fit --json`` document."""
     if opts.optimum not in ("refined", "observed"):
@@ -452,6 +468,7 @@ def fit_sweep(path: str, opts: FitOptions, progress: Progress | None = None) -> 
         from scaleadvise.analysis.fit_interpret import parse_setting
 
         parse_setting(opts.setting)
+    _check_theory_flags(opts)
     runs, groups, warnings, info = load_runs(path, opts)
     results, grids = [], []
     order = np.argsort(runs.group, kind="stable") if groups else None

@@ -1,7 +1,7 @@
 """Reading the tables the analysis commands consume (sweeps, gradients, alignment).
 
 One loader for CSV, TSV, JSONL (and Parquet when pyarrow is installed) that
-maps common column aliases to the canonical names of DESIGN.md, checks that
+maps common column aliases to the canonical names of docs/CONTRACTS.md, checks that
 numeric columns are numeric, and reports bad input as a UserError naming the
 file, the line and the column. pandas is imported lazily: ``prescribe`` never
 pays for it.
@@ -75,6 +75,10 @@ def _json_is_array(path: Path) -> bool:
 
 
 def _read_raw(path: Path) -> "pd.DataFrame":
+    import lzma  # these four: already imported by pandas, named here for the except clause
+    import zipfile
+    import zlib
+
     import pandas as pd
 
     fmt = _format(path)
@@ -93,6 +97,11 @@ def _read_raw(path: Path) -> "pd.DataFrame":
             raise UserError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from e
     except UserError:
         raise
+    except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError, zlib.error) as e:
+        # unreadable, or not the compression its suffix says (gzip's BadGzipFile is an OSError)
+        raise UserError(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e})") from e
+    except ImportError as e:  # .zst without the zstandard package
+        raise UserError(f"{path}: {' '.join(str(e).split())}") from e
     except pd.errors.EmptyDataError as e:
         raise UserError(f"{path}: the file is empty") from e
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:

@@ -12,7 +12,7 @@ from scaleadvise.cli.app import app
 from scaleadvise.cli.common import (
     OPTIM_HELP, PARAM_HELP, AlignmentOpt, LayerColOpt, power, StepColOpt, WidthColOpt,
 )
-from scaleadvise.cli.epsilon import check_plot_path, save_figure
+from scaleadvise.plots import check_plot_path, pyplot, save_figure
 from scaleadvise.cli.render import console, print_json
 
 EPILOG = """\b
@@ -178,17 +178,11 @@ def _plot(trajectories, path: Path) -> None:
     """alpha, omega, u and A vs step: a row per layer type, a column per quantity, one line
     per layer and width (line style by width: solid for the widest). The A column is the
     paper's Figure 2 / D2; the other three are what the LR exponents are derived from."""
+    from matplotlib.lines import Line2D
+
     from scaleadvise.analysis.align import TERMS, _natural
-    from scaleadvise.errors import UserError
 
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.lines import Line2D
-    except ImportError:
-        raise UserError("--plot needs matplotlib: pip install 'scaleadvise[plot]'") from None
+    plt = pyplot()
 
     kinds = [k for k in ("hidden", "readout", "embedding") if any(t.layer_type == k for t in trajectories)]
     widths = sorted({t.width for t in trajectories}, reverse=True)

@@ -8,20 +8,40 @@ and unknown command names load every command, so the help listing and the
 "No such command ... Did you mean ...?" message are unchanged
 (benchmarks/cli_startup.py, tests/test_cli_lazy.py).
 
-``main`` turns every kind of bad input (our UserError, click's usage errors,
-pydantic validation errors) into one line on stderr and exit status 2, so no
-user ever sees a traceback for a typo.
+``main`` turns every kind of bad input (our UserError, click's usage errors, a
+file the operating system refuses) into one line on stderr and exit status 2, so
+no user ever sees a traceback for a typo. The core names the *field* at fault
+(``width``, ``base_lr``); ``FLAGS`` maps each field to its flag, once, for the
+message (docs/CONVENTIONS.md, "Errors").
+
+``scaleadvise --version`` prints the version; ``--install-completion`` and
+``--show-completion`` are Typer's shell completion (bash, zsh, fish, PowerShell).
 """
 
 import importlib
 import os
 import sys
 from contextlib import contextmanager
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
 
+from scaleadvise import __version__
 from scaleadvise.errors import UserError
+
+# The field a core UserError names -> the flag a command-line user types. One table for
+# every command: a field means the same flag wherever it appears (tests/test_cli_app.py
+# checks that each flag exists). Fields not listed are printed as they are.
+FLAGS: dict[str, str] = {
+    "param": "--param", "optim": "--optim", "width": "--width", "base_width": "--base-width",
+    "base_lr": "--base-lr", "alignment": "--alignment", "omega_readout": "--omega-readout",
+    "constants": "--constants", "eps": "--eps", "base_eps": "--base-eps", "model": "--model",
+    "depth": "--depth", "heads": "--heads", "head_dim": "--head-dim", "context": "--context",
+    "vocab": "--vocab", "custom": "--custom-file", "sgd_readout": "--sgd-readout",
+    "a": "--a", "b": "--b", "c": "--c", "theta": "--theta", "to_form": "--to-form",
+    "constants_out": "--constants-out", "prescription_out": "--prescription-out", "plot": "--plot",
+}
 
 # name -> module under scaleadvise.cli, in the order the help lists them.
 # A new command must be added here (tests/test_cli_lazy.py checks that every
@@ -77,9 +97,18 @@ def _registered() -> dict[str, "typer.models.CommandInfo"]:
             for info in app.registered_commands}
 
 
-def _group_callback() -> None:
-    """No group-level options; having a callback keeps typer building a group even
-    while fewer than two commands are registered."""
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"scaleadvise {__version__}\n")
+        raise typer.Exit()
+
+
+def _group_callback(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Group-level options: --version (and Typer's completion options). Having a callback
+    also keeps typer building a group while fewer than two commands are registered."""
 
 
 app = typer.Typer(
@@ -91,7 +120,7 @@ app = typer.Typer(
         "network in width (Everett et al. 2024), checked against your own sweeps.\n\n"
         "The loop: prescribe -> emit-train -> (run sweeps) -> fit / epsilon / align -> prescribe."
     ),
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -107,24 +136,59 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app, map bad input to exit status 2."""
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        with _no_pydantic_plugins():
+        with _no_pydantic_plugins(), _sigterm_as_exit():
             rc = app(args=args or ["--help"], standalone_mode=False, prog_name="scaleadvise")
+    except _Terminated:
+        sys.stderr.write("scaleadvise: terminated\n")
+        raise SystemExit(143) from None
     except UserError as e:
-        raise SystemExit(_one_line(str(e)))
+        raise SystemExit(_one_line(error_text(e)))
     except typer.Exit as e:
         raise SystemExit(e.exit_code)
     except typer.Abort:
         sys.stderr.write("scaleadvise: aborted\n")
         raise SystemExit(130)
     except BrokenPipeError:  # `scaleadvise ... | head`
+        _quiet_stdout()
         raise SystemExit(0)
+    except OSError as e:
+        # A file the operating system refused (permissions, a full disk) that no check
+        # caught first: still the user's environment, not a bug, and it names the file.
+        if e.filename is None:
+            raise
+        raise SystemExit(_one_line(f"{e.filename}: {e.strerror or e}"))
     except Exception as e:
         # click's (or typer's vendored click's) usage errors, matched by shape so
         # that both typer generations work: they carry format_message and exit_code.
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):
             raise SystemExit(_one_line(e.format_message()))
         raise
+    if rc == 130:  # typer's answer to KeyboardInterrupt (SIGINT), after every `finally` has run
+        sys.stderr.write("scaleadvise: interrupted\n")
     raise SystemExit(rc if isinstance(rc, int) else 0)
+
+
+class _Terminated(SystemExit):
+    """SIGTERM, raised where the program is so that `finally` blocks run (the temp files
+    of atomic writes are removed) instead of the process vanishing mid-write."""
+
+
+@contextmanager
+def _sigterm_as_exit():
+    import signal
+
+    def terminated(signum, frame):
+        raise _Terminated(143)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -141,6 +205,23 @@ def _no_pydantic_plugins():
         yield
     finally:
         os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
+
+
+def error_text(e: UserError) -> str:
+    """A UserError as the command line says it: the field at fault as its flag."""
+    if e.field is None:
+        return str(e)
+    return f"{FLAGS.get(e.field, e.field)}: {e.message}"
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so that the interpreter's final
+    flush does not raise a second BrokenPipeError (Python docs, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file (in-process tests)
+        pass
 
 
 def _one_line(message: str) -> int:

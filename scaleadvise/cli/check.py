@@ -54,7 +54,7 @@ def check(
     from scaleadvise.core.optimizers import optimizer_family
     from scaleadvise.core.theory import evaluate, max_stable_lr_exponents
 
-    A, B, C = parse_triple(a, "--a"), parse_triple(b, "--b"), parse_triple(c, "--c")
+    A, B, C = parse_triple(a, "a"), parse_triple(b, "b"), parse_triple(c, "c")
     al, al_source = resolve_alignment(alignment, optimizer_family(optim), omega_readout)
     v = evaluate(A, B, C, optim, al)
     best = max_stable_lr_exponents(A, B, optim, al)
@@ -124,8 +124,20 @@ def equiv(
     from scaleadvise.core.classify import LAYER_TYPES
     from scaleadvise.core.optimizers import optimizer_family
     from scaleadvise.core.equivalence import equivalent_constants
+    import os
+
+    from scaleadvise.core.files import check_output_path
     from scaleadvise.core.theory import LR_SHIFT, max_stable_lr_exponents
 
+    outputs = {name: path for name, path in (("constants_out", constants_out), ("prescription_out", prescription_out))
+               if path is not None}
+    if outputs and width is None:
+        given = " and ".join("--" + name.replace("_", "-") for name in outputs)
+        raise UserError(f"{given} {'need' if len(outputs) > 1 else 'needs'} --width (the constants are absolute)")
+    if len(outputs) == 2 and os.path.abspath(constants_out) == os.path.abspath(prescription_out):  # type: ignore[arg-type]
+        raise UserError("--constants-out and --prescription-out name the same file")
+    for name, path in outputs.items():  # before any work: nothing is written unless both can be
+        check_output_path(path, name)
     al, al_source = resolve_alignment(alignment, optimizer_family(optim), omega_readout)
     src = get_parameterization(param)
 
@@ -138,7 +150,7 @@ def equiv(
     if theta is not None and to_form is not None:
         raise UserError("give either --to-form or --theta, not both")
     if theta is not None:
-        th = parse_triple(theta, "--theta")
+        th = parse_triple(theta, "theta")
     elif to_form is None:
         raise UserError("equiv needs --to-form PARAM|alpha1|unit-init or --theta EMB,HIDDEN,READOUT")
     elif to_form.strip().lower() in ("alpha1", "alpha=1", "cheat-sheet", "unit-multiplier"):
@@ -146,7 +158,7 @@ def equiv(
     elif to_form.strip().lower() in ("unit-init", "b0"):
         th, target_name = {t: b0[t] for t in LAYER_TYPES}, "unit-init (b = 0)"
     else:
-        dst = get_parameterization(to_form)
+        dst = get_parameterization(to_form, "to_form")
         target_name = dst.name  # (dst is used again below, with --width)
         found = equivalence_theta((a0, b0, c0), abc(dst), optim)
         equivalent = found is not None
@@ -155,8 +167,6 @@ def equiv(
     k = LR_SHIFT[optimizer_family(optim)]
     doc = {"param": src.name, "optimizer": optim, "lr_shift_per_theta": k, "theta": th, "target": target_name,
            "equivalent": equivalent, "from": {"a": a0, "b": b0, "c": c0}, "to": {"a": a1, "b": b1, "c": c1}}
-    if width is None and (constants_out or prescription_out):
-        raise UserError("--constants-out and --prescription-out need --width (the constants are absolute)")
     dst_doc = None
     if width is not None:
         if equivalent is False:
@@ -168,16 +178,8 @@ def equiv(
                   "alignment": alignment, "omega_readout": omega_readout, "model": model, "depth": depth,
                   "head_dim": head_dim}
         doc["at_width"], dst_doc = equivalent_constants(param, constants, dst_param, k, common)
-    if constants_out:
-        import yaml
-
-        _write_atomic(constants_out, "# scaleadvise equiv: LR constants gamma making " + f"{target_name} the same "
-                      f"network as {src.name} (base width {base_width})\n"
-                      + yaml.safe_dump(doc["at_width"]["constants_to"], sort_keys=False))
-    if prescription_out:
-        import json
-
-        _write_atomic(prescription_out, json.dumps(dst_doc, indent=1) + "\n")
+    if outputs:
+        _write_outputs(outputs, doc, dst_doc, f"{target_name} the same network as {src.name} (base width {base_width})")
     if json_out:
         print_json(doc)
         return
@@ -201,20 +203,23 @@ def equiv(
         _print_at_width(doc["at_width"], src.name, target_name or "shifted")
 
 
-def _write_atomic(path: str, text: str) -> None:
-    import os
-    import tempfile
+def _write_outputs(outputs: dict[str, str], doc: dict, dst_doc: dict | None, what: str) -> None:
+    """--constants-out (a constants YAML) and --prescription-out (the target's prescription
+    JSON), each written atomically; both temp files are complete before either is renamed."""
+    import json
+    from contextlib import ExitStack
+    from pathlib import Path
 
-    from scaleadvise.errors import UserError
+    import yaml
 
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".equiv-", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise UserError(f"{path}: cannot write ({e.strerror})") from None
+    from scaleadvise.core.files import atomic_output
+
+    text = {"constants_out": f"# scaleadvise equiv: LR constants gamma making {what}\n"
+                             + yaml.safe_dump(doc["at_width"]["constants_to"], sort_keys=False),
+            "prescription_out": json.dumps(dst_doc, indent=1) + "\n"}
+    with ExitStack() as stack:
+        for name, path in outputs.items():
+            Path(stack.enter_context(atomic_output(path, name))).write_text(text[name], encoding="utf-8")
 
 
 def _print_at_width(w: dict, src: str, dst: str) -> None:

@@ -10,6 +10,7 @@ from rich.table import Table
 from scaleadvise.cli.app import app
 from scaleadvise.cli.common import OPTIM_HELP, PARAM_HELP, fmt, LayerColOpt, WidthColOpt
 from scaleadvise.cli.render import console, print_json
+from scaleadvise.plots import check_plot_path, pyplot, save_figure
 
 EPILOG = """\b
 Examples:
@@ -192,15 +193,7 @@ def _render(report: dict) -> None:
 
 def _plot(report: dict, samples: dict, path: Path) -> None:
     """Gradient scale vs width per layer (log–log), the eps/ratio lines and the crossings."""
-    from scaleadvise.errors import UserError
-
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UserError("--plot needs matplotlib: pip install 'scaleadvise[plot]'") from None
+    plt = pyplot()
     import numpy as np
 
     from scaleadvise.analysis.epsilon import GradientLaw
@@ -254,34 +247,3 @@ def _plot(report: dict, samples: dict, path: Path) -> None:
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     save_figure(fig, path)
-
-
-def check_plot_path(path: Path) -> None:
-    """Fail before any work when the plot cannot be written."""
-    from scaleadvise.errors import UserError
-
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise UserError(f"--plot {path}: directory {parent} does not exist")
-    if Path(path).is_dir():
-        raise UserError(f"--plot {path}: is a directory, expected a .png file name")
-
-
-def save_figure(fig, path: Path) -> None:
-    """Write a matplotlib figure atomically (temp file in the same directory + os.replace)."""
-    import os
-    import tempfile
-
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix or ".png", dir=str(path.resolve().parent))
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=130)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a plot is an ordinary file
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)

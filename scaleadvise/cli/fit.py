@@ -172,10 +172,10 @@ def fit_command(
         columns={"width": width_col, "depth": depth_col, "lr": lr_col, "loss": loss_col, "seed": seed_col,
                  "step": step_col},
     )
-    if plot is not None:  # fail on a missing matplotlib before the fit, not after it
-        from scaleadvise.plots.fit import _import_pyplot
+    if plot is not None:  # fail on a missing matplotlib or an unwritable path before the fit, not after it
+        from scaleadvise.plots import check_plot_path
 
-        _import_pyplot()
+        check_plot_path(plot)
     show_bar = err_console.is_terminal and bootstrap > 0 and path.exists() and \
         path.stat().st_size / 30 * bootstrap > _BAR_THRESHOLD
     with _progress(show_bar) as progress:

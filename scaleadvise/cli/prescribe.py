@@ -49,7 +49,7 @@ def _eps_arg(value: Optional[str]) -> float | str | None:
     try:
         return float(value)
     except ValueError:
-        raise UserError(f"--eps: expected a number or 'per-layer', got {value!r}") from None
+        raise UserError(f"expected a number or 'per-layer', got {value!r}", "eps") from None
 
 
 @app.command(epilog=EXAMPLES)
@@ -82,7 +82,7 @@ def prescribe(
     wd_vectors: WdVectorsOpt = False,
     sgd_readout: Annotated[str, typer.Option(help="SGD readout LR: 'preserve' (Table 1: largest that keeps other layers' LRs) or 'max'.")] = "preserve",
     tensors: Annotated[bool, typer.Option("--tensors/--no-tensors", help="List every tensor (human output).")] = True,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the prescription as JSON (DESIGN.md contract).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the prescription as JSON (fields: docs/CONTRACTS.md).")] = False,
     yaml_out: Annotated[bool, typer.Option("--yaml", help="Print the prescription as YAML.")] = False,
 ) -> None:
     """Prescribe init std, multiplier, learning rate and epsilon for every layer at --width.
@@ -101,13 +101,15 @@ def prescribe(
         if custom_file:
             custom = load_custom(custom_file)
         elif a and b:
-            custom = custom_parameterization(parse_triple(a, "--a"), parse_triple(b, "--b"))
+            custom = custom_parameterization(parse_triple(a, "a"), parse_triple(b, "b"))
+        elif a or b:
+            raise UserError(f"--param custom needs both --a and --b (EMB,HIDDEN,READOUT); "
+                            f"{'--b' if a else '--a'} is missing")
         else:
             raise UserError("--param custom needs --a and --b (EMB,HIDDEN,READOUT) or --custom-file")
     elif a or b or custom_file:
-        raise UserError("--a/--b/--custom-file only apply with --param custom")
-    if sgd_readout not in ("preserve", "max"):
-        raise UserError(f"--sgd-readout must be 'preserve' or 'max', got {sgd_readout!r}")
+        given = "/".join(flag for flag, v in (("--a", a), ("--b", b), ("--custom-file", custom_file)) if v)
+        raise UserError(f"{given} only apply with --param custom (got --param {param})")
     req = PrescribeRequest(
         param=param, optim=optim, width=width, base_width=base_width, base_lr=base_lr, alignment=alignment,
         omega_readout=omega_readout, constants=constants, eps=_eps_arg(eps), base_eps=base_eps, model=model,

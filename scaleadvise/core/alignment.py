@@ -65,7 +65,10 @@ NAMED_ALIGNMENTS = {"full": FULL, "none": NONE, "yang-hu": YANG_HU, "tp": YANG_H
 def parse_alignment(text: str | Alignment, omega_readout: float | None = None) -> Alignment:
     """Parse ``full``, ``none``, ``yang-hu``, ``ALPHA,OMEGA,U`` (every layer l >= 2) or six
     numbers ``ALPHA,OMEGA,U,ALPHA_R,OMEGA_R,U_R`` (hidden, then readout: measurements
-    differ by layer type, Figure 2, and `scaleadvise align` prints them in this form)."""
+    differ by layer type, Figure 2, and `scaleadvise align` prints them in this form).
+
+    Every exponent must lie in [0, 1] (B.11: 1/2 is no alignment, 1 full); errors name
+    the field ``alignment`` or ``omega_readout``."""
     if isinstance(text, Alignment):
         base = text
     else:
@@ -76,20 +79,19 @@ def parse_alignment(text: str | Alignment, omega_readout: float | None = None) -
             parts = [p.strip() for p in key.split(",")]
             if len(parts) not in (3, 6):
                 raise UserError(
-                    "--alignment: expected full, none, yang-hu, ALPHA,OMEGA,U or ALPHA,OMEGA,U,ALPHA_R,OMEGA_R,U_R "
-                    f"(three or six numbers), got {text!r}"
-                )
+                    "expected full, none, yang-hu, ALPHA,OMEGA,U or ALPHA,OMEGA,U,ALPHA_R,OMEGA_R,U_R "
+                    f"(three or six numbers), got {text!r}", "alignment")
             try:
                 values = [float(p) for p in parts]
             except ValueError:
-                raise UserError(f"--alignment: {text!r} is not {len(parts)} numbers") from None
+                raise UserError(f"{text!r} is not {len(parts)} numbers", "alignment") from None
             base = Alignment(*values)
     if omega_readout is not None:
         base = Alignment(base.alpha, base.omega, base.u, base.alpha_readout, omega_readout, base.u_readout)
     for name, value in base.as_dict().items():
         if not 0.0 <= value <= 1.0:
-            flag = "--omega-readout" if name == "omega_readout" and omega_readout is not None else "--alignment"
-            raise UserError(f"{flag}: {name} = {value:g} is outside [0, 1]")
+            field = "omega_readout" if name == "omega_readout" and omega_readout is not None else "alignment"
+            raise UserError(f"{name} = {value:g} is outside [0, 1]", field)
     return base
 
 

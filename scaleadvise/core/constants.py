@@ -26,6 +26,7 @@ from scaleadvise.errors import UserError
 
 PRESET_DIR = preset_dir("constants")
 _TABLE_ROW = {"adamw": "adam", "adam-atan2": "adam"}  # the paper tuned plain Adam only
+FIELD = "constants"  # the field (flag --constants) every error here names
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def _base_width(data: dict, path: Path) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise UserError(f"{path}: field 'base_width' = {value!r} must be a positive integer")
+        raise UserError(f"{path}: field 'base_width' = {value!r} must be a positive integer", FIELD)
     return value
 
 
@@ -54,35 +55,39 @@ def load_constants(spec: str, optim: str, param: str) -> ConstantSet:
         return ConstantSet({t: 1.0 for t in LAYER_TYPES}, "gamma = 1 for every layer (--constants default)")
     path = PRESET_DIR / f"{spec}.yaml" if (PRESET_DIR / f"{spec}.yaml").exists() else Path(spec)
     if not path.exists():
-        raise UserError(f"--constants: {spec!r} is neither a shipped set ({', '.join(list_constant_sets())}) nor a file")
-    data = read_yaml(path, "--constants")
+        if path.suffix in (".yaml", ".yml"):
+            raise UserError(f"{path}: no such file", FIELD)
+        raise UserError(f"{spec!r} is neither a shipped set ({', '.join(list_constant_sets())}) nor a file", FIELD)
+    data = read_yaml(path, FIELD)
     if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of embedding/hidden/readout to numbers")
+        raise UserError(f"{path}: expected a mapping of embedding/hidden/readout to numbers", FIELD)
     base_width = _base_width(data, path)
     where = str(path)
     if not set(LAYER_TYPES) & set(data):
         row = _TABLE_ROW.get(optim, optim)
         if row not in data:
             raise UserError(f"{path}: no constants for optimizer {optim!r} "
-                            f"(has: {', '.join(k for k in map(str, data) if k != 'base_width')})")
+                            f"(has: {', '.join(k for k in map(str, data) if k != 'base_width')})", FIELD)
         if not isinstance(data[row], dict) or param not in data[row]:
             has = ", ".join(map(str, data[row])) if isinstance(data[row], dict) else "nothing"
-            raise UserError(f"{path}: no constants for {row} x {param} (has: {has})")
+            raise UserError(f"{path}: no constants for {row} x {param} (has: {has})", FIELD)
         data, where = data[row][param], f"{path.name}: {row} x {param}"
         if spec == "paper":
             where = f"Table C3 ({row}, {param})"
         if not isinstance(data, dict):
-            raise UserError(f"{path}: {row}.{param} must map embedding/hidden/readout to numbers")
+            raise UserError(f"{path}: field '{row}.{param}' must map embedding/hidden/readout to numbers", FIELD)
     out: dict[LayerType, float] = {}
     for t in LAYER_TYPES:
         if t not in data:
-            raise UserError(f"{path}: field '{t}' is missing")
+            raise UserError(f"{path}: field '{t}' is missing", FIELD)
         try:
+            if isinstance(data[t], bool):  # YAML's yes/no/true: not a constant
+                raise TypeError
             out[t] = float(data[t])
         except (TypeError, ValueError):
-            raise UserError(f"{path}: field '{t}' = {data[t]!r} is not a number") from None
+            raise UserError(f"{path}: field '{t}' = {data[t]!r} is not a number", FIELD) from None
         if not out[t] > 0 or out[t] == float("inf"):
-            raise UserError(f"{path}: field '{t}' = {out[t]:g} must be a positive finite number")
+            raise UserError(f"{path}: field '{t}' = {out[t]:g} must be a positive finite number", FIELD)
     return ConstantSet(out, where, base_width)
 
 

@@ -26,6 +26,7 @@ and ``bias`` are vectors (fan_in = 1).
 """
 
 import ast
+import math
 import operator
 from functools import cached_property
 from pathlib import Path
@@ -38,19 +39,22 @@ from scaleadvise.core.rule import fans, scale_dim
 from scaleadvise.errors import UserError
 
 PRESET_DIR = preset_dir("models")
+FIELD = "model"  # the field (flag --model) that errors about a model description name
+MAX_TENSORS = 100_000  # every tensor is listed; far beyond any real model (NanoDO: 68 at depth 8, 8,004 at depth 1,000)
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
         ast.FloorDiv: operator.floordiv, ast.Div: operator.truediv}
 
 
 def eval_dim(expr: int | str, env: dict[str, float]) -> float:
-    """Evaluate a dimension expression (integers, names, + - * / //, parentheses)."""
+    """Evaluate a dimension expression (integers, names, + - * / //, parentheses).
+    Errors name the field ``model`` (the description the expression came from)."""
     if isinstance(expr, (int, float)):
         return expr
     try:
         tree = ast.parse(str(expr), mode="eval")
-    except SyntaxError:
-        raise UserError(f"dimension expression {expr!r} is not valid") from None
+    except (SyntaxError, ValueError):
+        raise UserError(f"dimension expression {expr!r} is not valid", FIELD) from None
 
     def walk(node: ast.AST) -> float:
         if isinstance(node, ast.Expression):
@@ -59,13 +63,17 @@ def eval_dim(expr: int | str, env: dict[str, float]) -> float:
             return node.value
         if isinstance(node, ast.Name):
             if node.id not in env:
-                raise UserError(f"dimension expression {expr!r}: unknown name {node.id!r} (known: {', '.join(env)})")
+                raise UserError(f"dimension expression {expr!r}: unknown name {node.id!r} (known: {', '.join(env)})",
+                                FIELD)
             return env[node.id]
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            return _OPS[type(node.op)](walk(node.left), walk(node.right))
+            left, right = walk(node.left), walk(node.right)
+            if right == 0 and type(node.op) in (ast.Div, ast.FloorDiv):
+                raise UserError(f"dimension expression {expr!r} divides by zero", FIELD)
+            return _OPS[type(node.op)](left, right)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -walk(node.operand)
-        raise UserError(f"dimension expression {expr!r}: only numbers, names and + - * / // are allowed")
+        raise UserError(f"dimension expression {expr!r}: only numbers, names and + - * / // are allowed", FIELD)
 
     return walk(tree)
 
@@ -134,21 +142,21 @@ class Tensor(BaseModel):
         return n
 
 
-def _int_dim(value: float, what: str, model: str, width: int) -> int:
-    if value != int(value) or value <= 0:
-        raise UserError(f"model {model}: {what} = {value:g} at width {width} is not a positive integer")
+def _int_dim(value: float, what: str, model: str, width: int, least: int = 1) -> int:
+    if not math.isfinite(value) or value != int(value) or value < least:
+        kind = "a positive integer" if least == 1 else f"an integer >= {least}"
+        raise UserError(f"model {model}: {what} = {value:g} at width {width} is not {kind}", FIELD)
     return int(value)
 
 
 def expand(spec: ModelSpec, width: int) -> list[Tensor]:
     """Every tensor of ``spec`` at ``width``, classified."""
     if width <= 0:
-        raise UserError(f"--width must be a positive integer, got {width}")
+        raise UserError(f"must be a positive integer, got {width}", "width")
     if spec.head_dim is not None and width % spec.head_dim:
         raise UserError(
-            f"--width {width} is not divisible by the head dimension {spec.head_dim} "
-            f"(model {spec.name}); use a multiple of {spec.head_dim} or set --head-dim"
-        )
+            f"{width} is not divisible by the head dimension {spec.head_dim} "
+            f"(model {spec.name}); use a multiple of {spec.head_dim} or another head dimension", "width")
     env, env2 = spec.env(width), spec.env(2 * width)
 
     def concrete(t: TensorSpec, i: int) -> Tensor:
@@ -167,7 +175,12 @@ def expand(spec: ModelSpec, width: int) -> list[Tensor]:
 
     def flush() -> None:
         if run:
-            for i in range(int(eval_dim(run[0].repeat, env))):  # type: ignore[arg-type]
+            count = _int_dim(eval_dim(run[0].repeat, env), f"{run[0].name} repeat", spec.name, width,  # type: ignore[arg-type]
+                             least=0)
+            if len(out) + count * len(run) > MAX_TENSORS:  # a typo'd depth, not a model: refuse before the memory goes
+                raise UserError(f"model {spec.name} at depth {spec.depth} has more than {MAX_TENSORS:,} tensors "
+                                f"({run[0].name} x {count:,}); is the depth right?", "depth")
+            for i in range(count):
                 out.extend(concrete(t, i) for t in run)
             run.clear()
 
@@ -196,19 +209,29 @@ def load_model(name_or_path: str) -> ModelSpec:
         path = PRESET_DIR / f"{name_or_path}.yaml"
     elif not path.exists():
         if path.suffix in (".yaml", ".yml"):
-            raise UserError(f"--model: {path}: no such file")
+            raise UserError(f"{path}: no such file", FIELD)
         from difflib import get_close_matches
 
         hint = get_close_matches(name_or_path, list_presets(), n=1)
         extra = f"; did you mean {hint[0]!r}?" if hint else ""
-        raise UserError(f"--model: unknown preset {name_or_path!r} (presets: {', '.join(list_presets())}){extra}")
-    data = read_yaml(path, "--model")
+        raise UserError(f"unknown preset {name_or_path!r} (presets: {', '.join(list_presets())}){extra}", FIELD)
+    data = read_yaml(path, FIELD)
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of model fields (name, depth, tensors, ...)", FIELD)
     try:
-        return ModelSpec.model_validate(data)
+        spec = ModelSpec.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        raise UserError(f"{path}: field '{where}': {err['msg']}") from None
+        raise UserError(f"{path}: field '{where}': {' '.join(err['msg'].split())}", FIELD) from None
+    if path.parent != PRESET_DIR:  # a user's file: errors in its expressions name it (presets are tested)
+        try:
+            env = spec.env(spec.width)
+            for expr in [spec.hidden_chain, *(s for t in spec.tensors for s in (*t.shape, t.repeat or 1))]:
+                eval_dim(expr, env)
+        except UserError as e:
+            raise UserError(f"{path}: {e.message}", FIELD) from None
+    return spec
 
 
 def with_overrides(spec: ModelSpec, **dims: int | None) -> ModelSpec:
@@ -223,7 +246,7 @@ def with_overrides(spec: ModelSpec, **dims: int | None) -> ModelSpec:
         elif key in spec.dims:
             new_dims[key] = value
         else:
-            raise UserError(f"--{key.replace('_', '-')}: model {spec.name} has no dimension {key!r}")
+            raise UserError(f"model {spec.name} has no dimension {key!r}", key)
     return spec.model_copy(update={**update, "dims": new_dims})
 
 
@@ -234,6 +257,4 @@ def parameter_count(tensors: list[Tensor]) -> int:
 def hidden_chain(spec: ModelSpec, width: int) -> int:
     """Hidden layers on the model's longest path (module doc), at least 1."""
     n = eval_dim(spec.hidden_chain, spec.env(width))
-    if n != int(n) or n < 1:
-        raise UserError(f"model {spec.name}: hidden_chain = {n:g} is not a positive integer")
-    return int(n)
+    return _int_dim(n, "hidden_chain", spec.name, width)

@@ -67,8 +67,9 @@ def _key(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
-def get_optimizer(name: str, flag: str = "--optim") -> Optimizer:
-    """The optimizer called ``name`` (case and ``_``/``-`` insensitive); a one-line error otherwise."""
+def get_optimizer(name: str, field: str = "optim") -> Optimizer:
+    """The optimizer called ``name`` (case and ``_``/``-`` insensitive); a UserError naming
+    ``field`` otherwise."""
     key = _key(name)
     if key in OPTIMIZERS:
         return OPTIMIZERS[key]
@@ -76,7 +77,7 @@ def get_optimizer(name: str, flag: str = "--optim") -> Optimizer:
 
     hint = get_close_matches(key, list(OPTIMIZERS), n=1)
     extra = f"; did you mean {hint[0]!r}?" if hint else ""
-    raise UserError(f"{flag}: unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)}){extra}")
+    raise UserError(f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)}){extra}", field)
 
 
 def optimizer_family(name: "str | Family") -> Family:

@@ -58,16 +58,18 @@ ALIASES: dict[str, tuple[str, str | None]] = {
 NAMES = ("stp", "ntk", "mup", "mfp", "umup")
 
 
-def get_parameterization(name: str) -> Parameterization:
-    """A named parameterization; cheat-sheet aliases (sp, ntp-na, mup-na, ...) accepted."""
+def get_parameterization(name: str, field: str = "param") -> Parameterization:
+    """A named parameterization; cheat-sheet aliases (sp, ntp-na, mup-na, ...) accepted.
+    An unknown name is a UserError naming ``field``."""
     key = name.strip().lower().replace("_", "-")
     if key not in ALIASES or ALIASES[key][0] == "custom":
         from difflib import get_close_matches
 
         hint = get_close_matches(key, [k for k in ALIASES if k != "custom"], n=1)
         extra = f"; did you mean {hint[0]!r}?" if hint else ""
-        what = "custom needs --a and --b (or a YAML file)" if key == "custom" else f"unknown parameterization {name!r}"
-        raise UserError(f"--param: {what} (known: {', '.join(NAMES)}, custom){extra}")
+        what = ("'custom' has no exponents of its own: give its a and b" if key == "custom"
+                else f"unknown parameterization {name!r}")
+        raise UserError(f"{what} (known: {', '.join(NAMES)}, custom){extra}", field)
     canonical, implied = ALIASES[key]
     if canonical == "umup":
         a, b, *_ = _TABLE["mfp"]
@@ -89,23 +91,24 @@ def custom_parameterization(
 ) -> Parameterization:
     missing = [t for t in LAYER_TYPES if t not in a or t not in b]
     if missing:
-        raise UserError(f"custom parameterization: a and b need values for {', '.join(missing)}")
+        raise UserError(f"custom parameterization: a and b need values for {', '.join(missing)}", "custom")
     return Parameterization(name, {t: float(a[t]) for t in LAYER_TYPES}, {t: float(b[t]) for t in LAYER_TYPES},
                             "user-defined (a, b) per layer type", attention_scale)
 
 
-def parse_triple(text: str, flag: str) -> dict[LayerType, float]:
-    """``0,0.5,0.5`` -> {embedding: 0, hidden: 0.5, readout: 0.5}."""
+def parse_triple(text: str, field: str) -> dict[LayerType, float]:
+    """``0,0.5,0.5`` -> {embedding: 0, hidden: 0.5, readout: 0.5}; errors name ``field``
+    (``a``, ``b``, ``c``, ``theta``)."""
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 3:
-        raise UserError(f"{flag}: expected three numbers EMBEDDING,HIDDEN,READOUT, got {text!r}")
+        raise UserError(f"expected three numbers EMBEDDING,HIDDEN,READOUT, got {text!r}", field)
     try:
         values = [float(p) for p in parts]
     except ValueError:
-        raise UserError(f"{flag}: {text!r} is not three numbers EMBEDDING,HIDDEN,READOUT") from None
+        raise UserError(f"{text!r} is not three numbers EMBEDDING,HIDDEN,READOUT", field) from None
     for t, v in zip(LAYER_TYPES, values):
         if not math.isfinite(v):
-            raise UserError(f"{flag}: the {t} value {v} is not a finite number")
+            raise UserError(f"the {t} value {v} is not a finite number", field)
     return dict(zip(LAYER_TYPES, values))
 
 
@@ -113,25 +116,27 @@ def load_custom(path: str | Path) -> Parameterization:
     """A YAML file ``{name?, a: {embedding, hidden, readout}, b: {...}, attention_scale?}``."""
     from scaleadvise.core.files import read_yaml
 
-    p = Path(path)
-    data = read_yaml(p, "--custom-file")
+    p, field = Path(path), "custom"
+    data = read_yaml(p, field)
     if not isinstance(data, dict) or "a" not in data or "b" not in data:
-        raise UserError(f"{p}: expected a mapping with keys 'a' and 'b' (each embedding/hidden/readout)")
+        raise UserError(f"{p}: expected a mapping with keys 'a' and 'b' (each embedding/hidden/readout)", field)
     vals: dict[str, dict[LayerType, float]] = {}
     for key in ("a", "b"):
         block = data[key]
         if not isinstance(block, dict):
-            raise UserError(f"{p}: field '{key}' must map embedding/hidden/readout to numbers")
+            raise UserError(f"{p}: field '{key}' must map embedding/hidden/readout to numbers", field)
         for t in LAYER_TYPES:
             if t not in block:
-                raise UserError(f"{p}: field '{key}.{t}' is missing")
+                raise UserError(f"{p}: field '{key}.{t}' is missing", field)
             try:
+                if isinstance(block[t], bool):  # YAML's yes/no/true: not an exponent
+                    raise TypeError
                 vals.setdefault(key, {})[t] = float(block[t])
             except (TypeError, ValueError):
-                raise UserError(f"{p}: field '{key}.{t}' = {block[t]!r} is not a number") from None
+                raise UserError(f"{p}: field '{key}.{t}' = {block[t]!r} is not a number", field) from None
             if not math.isfinite(vals[key][t]):
-                raise UserError(f"{p}: field '{key}.{t}' = {block[t]!r} is not a finite number")
+                raise UserError(f"{p}: field '{key}.{t}' = {block[t]!r} is not a finite number", field)
     scale = data.get("attention_scale", "sqrt")
     if scale not in ("sqrt", "linear"):
-        raise UserError(f"{p}: field 'attention_scale' must be 'sqrt' or 'linear', got {scale!r}")
+        raise UserError(f"{p}: field 'attention_scale' must be 'sqrt' or 'linear', got {scale!r}", field)
     return custom_parameterization(vals["a"], vals["b"], scale, name=str(data.get("name", "custom")))

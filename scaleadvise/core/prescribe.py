@@ -41,6 +41,7 @@ from scaleadvise.core.weight_decay import Decay, resolve_decay
 from scaleadvise.errors import UserError
 
 EMBEDDING_STD = 0.01  # C.2
+MAX_SIZE = 2**53  # the largest width or dimension a float holds exactly
 
 
 @dataclass
@@ -81,20 +82,38 @@ class PrescribeRequest:
 
 
 def _check_numbers(req: PrescribeRequest) -> None:
-    for flag, value in (("--width", req.width), ("--base-width", req.base_width)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"{flag} must be an integer, got {value!r}")
+    """Every number of the request, before any work; errors name the request's field."""
+    def integer(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def number(value: object) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    for name in ("width", "base_width"):
+        value = getattr(req, name)
+        if not integer(value):
+            raise UserError(f"must be an integer, got {value!r}", name)
         if value <= 0:
-            raise UserError(f"{flag} must be a positive integer, got {value}")
-    for flag, value in (("--base-lr", req.base_lr), ("--base-eps", req.base_eps)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise UserError(f"{flag} must be a positive number, got {value:g}")
-    if isinstance(req.eps, float) and not (math.isfinite(req.eps) and req.eps >= 0):
-        raise UserError(f"--eps must be a number >= 0 or 'per-layer', got {req.eps:g}")
-    for flag, value in (("--depth", req.depth), ("--heads", req.heads), ("--head-dim", req.head_dim),
-                        ("--context", req.context), ("--vocab", req.vocab)):
-        if value is not None and value <= 0:
-            raise UserError(f"{flag} must be a positive integer, got {value}")
+            raise UserError(f"must be a positive integer, got {value}", name)
+        if value > MAX_SIZE:  # sizes become floats in the rule; beyond 2^53 they are no longer exact
+            raise UserError(f"must be at most 2^53, got {value}", name)
+    for name in ("base_lr", "base_eps"):
+        value = getattr(req, name)
+        if value is None and name == "base_eps":
+            continue
+        if not number(value) or not (math.isfinite(value) and value > 0):
+            raise UserError(f"must be a positive finite number, got {value!r}", name)
+    if req.eps is not None and req.eps != "per-layer" and not (number(req.eps) and math.isfinite(req.eps)
+                                                               and req.eps >= 0):
+        raise UserError(f"must be a finite number >= 0 or 'per-layer', got {req.eps!r}", "eps")
+    for name in ("depth", "heads", "head_dim", "context", "vocab"):
+        value = getattr(req, name)
+        if value is not None and not (integer(value) and value > 0):
+            raise UserError(f"must be a positive integer, got {value!r}", name)
+        if value is not None and value > MAX_SIZE:
+            raise UserError(f"must be at most 2^53, got {value}", name)
+    if req.sgd_readout not in ("preserve", "max"):
+        raise UserError(f"must be 'preserve' or 'max', got {req.sgd_readout!r}", "sgd_readout")
 
 
 def _eps_mode(req: PrescribeRequest, opt: Optimizer) -> tuple[str, float | None]:
@@ -102,12 +121,12 @@ def _eps_mode(req: PrescribeRequest, opt: Optimizer) -> tuple[str, float | None]
     if opt.eps is None:
         if req.eps not in (None, 0.0) or req.base_eps is not None:
             why = "adam-atan2 is scale-invariant, C.5" if opt.name == "adam-atan2" else "its update has no denominator"
-            raise UserError(f"--eps: {opt.name} has no epsilon ({why})")
+            raise UserError(f"{opt.name} has no epsilon ({why})", "eps")
         return "none", None
     if req.eps == "per-layer":
         return "per-layer", req.base_eps if req.base_eps is not None else opt.default_eps
     if req.base_eps is not None:
-        raise UserError("--base-eps only applies with --eps per-layer")
+        raise UserError("only applies with eps = 'per-layer'", "base_eps")
     return "constant", opt.default_eps if req.eps is None else float(req.eps)
 
 
@@ -186,8 +205,10 @@ def prescribe(req: PrescribeRequest) -> Prescription:
         head_dim = req.head_dim
         if req.heads is not None:
             if req.width % req.heads:
-                raise UserError(f"--heads {req.heads} does not divide --width {req.width}")
+                raise UserError(f"{req.heads} does not divide the width {req.width}", "heads")
             head_dim = req.width // req.heads
+        elif head_dim is not None and req.width % head_dim:
+            raise UserError(f"{head_dim} does not divide the width {req.width}", "head_dim")
         spec = with_overrides(spec, depth=req.depth, head_dim=head_dim, context=req.context, vocab=req.vocab)
         tensors = expand(spec, req.width)
         chain = req.hidden_chain or hidden_chain(spec, req.width)

@@ -1,7 +1,7 @@
 """The typed result of ``prescribe``: what every layer type and every tensor gets.
 
 ``Prescription.to_dict()`` is the JSON contract of ``scaleadvise prescribe --json``
-(DESIGN.md, docs/CONTRACTS.md); everything inside the package reads the attributes.
+(docs/CONTRACTS.md); everything inside the package reads the attributes.
 """
 
 from dataclasses import dataclass, field

@@ -6,37 +6,19 @@ the largest stable LR, C.1) against width on log-log axes, the fitted power
 law with its interval, and the prediction at the target width.
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from scaleadvise.errors import UserError
 from scaleadvise.analysis.fit_optima import Grid
 from scaleadvise.analysis.powerlaw import fit_power_law
-
-
-def _import_pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UserError("--plot needs matplotlib: pip install 'scaleadvise[plot]'") from None
-    return plt
+from scaleadvise.plots import check_plot_path, pyplot, save_figure
 
 
 def plot_fit(doc: dict, grids: list[Grid], out: str | Path) -> None:
     """Draw every group of a ``fit`` result and write the figure atomically to ``out``."""
-    plt = _import_pyplot()
-    out = Path(out)
-    fmt = out.suffix.lstrip(".").lower() or "png"
-    if fmt not in ("png", "pdf", "svg", "jpg", "jpeg"):
-        raise UserError(f"--plot: {out}: unknown image type {out.suffix!r} (use .png, .pdf or .svg)")
-    if not out.parent.exists():
-        raise UserError(f"--plot: {out.parent}: no such directory")
+    plt = pyplot()
+    out = check_plot_path(out)
     groups = doc["groups"]
     fig, axes = plt.subplots(2, len(groups), figsize=(4.6 * len(groups) + 0.8, 8.2), squeeze=False,
                              constrained_layout=True)
@@ -52,18 +34,7 @@ def plot_fit(doc: dict, grids: list[Grid], out: str | Path) -> None:
     bar.set_ticks(ticks if ticks.size <= 12 else ticks[:: int(np.ceil(ticks.size / 12))])
     bar.set_ticklabels([f"{2 ** t:g}" for t in bar.get_ticks()])
     bar.set_label(doc.get("scale_by", "width"))
-    with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=f".{fmt}", delete=False) as tmp:
-        tmp_path = tmp.name
-    try:
-        fig.savefig(tmp_path, dpi=130, format=fmt)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)  # a temp file is 0600; the plot should be as readable as any file
-        os.replace(tmp_path, out)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp_path):
-            os.unlink(tmp_path)
+    save_figure(fig, out)
 
 
 def _sweep_panel(ax, res: dict, grid: Grid, cmap, norm) -> None:
