@@ -113,13 +113,13 @@ def test_rule_depth_factor_is_a_power(x, L, L0):
 
 
 @pytest.mark.parametrize("args,match", [
-    (("completep", 0, 8), "--depth-param completep needs --depth"),
-    (("completep", 8, 0), "--base-depth must be a positive integer"),
-    (("completep", 8, -2), "--base-depth must be a positive integer"),
-    (("completep", 8, None), "needs --base-depth"),
-    (("completep", 8, 2.5), "--base-depth must be an integer"),
-    (("completep", 8, float("nan")), "--base-depth must be an integer"),
-    (("complete", 8, 4), "unknown depth parameterization 'complete'"),
+    (("completep", 0, 8), "depth_param: completep needs depth"),
+    (("completep", 8, 0), "base_depth: must be a positive integer"),
+    (("completep", 8, -2), "base_depth: must be a positive integer"),
+    (("completep", 8, None), "needs base_depth"),
+    (("completep", 8, 2.5), "base_depth: must be an integer"),
+    (("completep", 8, float("nan")), "base_depth: must be an integer"),
+    (("complete", 8, 4), "depth_param: unknown depth parameterization 'complete'"),
 ])
 def test_bad_depth_input(args, match):
     with pytest.raises(UserError, match=match):

@@ -25,8 +25,9 @@ def test_golden_covers_many_requests():
 
 @pytest.mark.parametrize("extra", [(), ("--depth-param", "none")])
 def test_depth_param_none_is_bit_identical_to_before(extra):
-    """stdout, stderr and exit status of `prescribe --json` at commit 312d47c (before depth and
-    decay) for 299 requests (every param x optim x 2 widths x 4 models, and edge cases), hashed."""
+    """stdout, stderr and exit status of `prescribe --json` before depth and decay (main at ff00ac0;
+    the successful outputs as at 312d47c) for 299 requests (every param x optim x 2 widths x 4
+    models, and edge cases), hashed."""
     changed = [args for args, digest in GOLDEN.items() if golden.run(args.split(), extra) != digest]
     assert not changed, f"{len(changed)} requests print something else now, e.g. {changed[:3]}"
 
@@ -90,16 +91,16 @@ def test_human_output_shows_depth_and_decay(cli):
 
 
 @pytest.mark.parametrize("args,match", [
-    (("--depth", "0", "--base-depth", "8", "--depth-param", "completep"), "--depth must be a positive integer"),
-    (("--depth", "8", "--base-depth", "0", "--depth-param", "completep"), "--base-depth must be a positive integer"),
-    (("--depth", "8", "--depth-param", "completep"), "needs --base-depth"),
-    (("--depth", "8", "--base-depth", "2", "--depth-param", "alpha"), "unknown depth parameterization 'alpha'"),
+    (("--depth", "0", "--base-depth", "8", "--depth-param", "completep"), "--depth: must be a positive integer"),
+    (("--depth", "8", "--base-depth", "0", "--depth-param", "completep"), "--base-depth: must be a positive integer"),
+    (("--depth", "8", "--depth-param", "completep"), "--depth-param: completep needs base_depth"),
+    (("--depth", "8", "--base-depth", "2", "--depth-param", "alpha"), "--depth-param: unknown depth parameterization 'alpha'"),
     (("--model", "mlp", "--depth", "8", "--base-depth", "2", "--depth-param", "completep"), "no residual branches"),
     (("--param", "umup", "--base-depth", "2", "--depth-param", "completep"), "u-muP scales depth"),
     (("--optim", "adamw", "--wd-timescale", "0"), "--wd-timescale: the timescale must be a positive number"),
-    (("--optim", "adamw", "--weight-decay", "nan"), "--weight-decay must be a number >= 0"),
-    (("--optim", "adam", "--weight-decay", "1e-4"), "use --optim adamw"),
-    (("--wd-convention", "torch",), "--wd-convention needs --weight-decay"),
+    (("--optim", "adamw", "--weight-decay", "nan"), "--weight-decay: must be a number >= 0"),
+    (("--optim", "adam", "--weight-decay", "1e-4"), "use optim adamw"),
+    (("--wd-convention", "torch",), "--wd-convention: needs weight_decay"),
 ])
 def test_bad_input(cli, args, match):
     assert_bad_input(cli, "prescribe", *args, match=match)
@@ -107,4 +108,4 @@ def test_bad_input(cli, args, match):
 
 def test_base_depth_with_none_is_noted(cli):
     doc = _doc(cli, "--base-depth", "4")
-    assert "--base-depth has no effect with --depth-param none" in doc["notes"] and "depth" not in doc
+    assert "base_depth (--base-depth) has no effect with depth_param none" in doc["notes"] and "depth" not in doc

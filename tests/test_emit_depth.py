@@ -118,4 +118,4 @@ def test_the_run_applies_the_prescribed_decay(cli, tmp_path):
 
 def test_emit_train_refuses_what_prescribe_refuses(cli, tmp_path):
     code, out, err = cli("emit-train", *TINY, "--depth-param", "completep", "-o", str(tmp_path / "t.py"))
-    assert code == 2 and "needs --base-depth" in err and not (tmp_path / "t.py").exists()
+    assert code == 2 and "--depth-param: completep needs base_depth" in err and not (tmp_path / "t.py").exists()

@@ -172,7 +172,7 @@ def test_bad_arguments():
     with pytest.raises(UserError, match="matches no module"):
         parameterize(GPT(16, 2), "mup", "adamw", width=16, depth_param="completep", base_depth=1,
                      residual_branches=["blocks.*.attn"])
-    with pytest.raises(UserError, match="needs --base-depth"):
+    with pytest.raises(UserError, match="needs base_depth"):
         parameterize(GPT(16, 2), "mup", "adamw", width=16, depth_param="completep")
     model = GPT(16, 2)
     parameterize(model, "stp", "adamw", width=16, depth_param="completep", base_depth=1, init=False)

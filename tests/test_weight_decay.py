@@ -70,22 +70,22 @@ def test_timescales():
 
 
 @pytest.mark.parametrize("kw,match", [
-    (dict(timescale="0"), "must be a positive number of steps"),
+    (dict(timescale="0"), "wd_timescale: the timescale must be a positive number of steps"),
     (dict(timescale="-5steps"), "must be a positive number"),
     (dict(timescale="nan"), "must be a positive number"),
     (dict(timescale="inf"), "must be a positive number"),
     (dict(timescale="10 epochs"), "optional unit 'steps' or 'tokens'"),
     (dict(timescale="0.5"), "shorter than one step"),
-    (dict(timescale="1e6tokens"), "needs --tokens-per-step"),
-    (dict(timescale="1e6tokens", tokens_per_step=0), "--tokens-per-step must be a positive integer"),
-    (dict(weight_decay=float("nan")), "--weight-decay must be a number >= 0"),
-    (dict(weight_decay=-1e-4), "--weight-decay must be a number >= 0"),
+    (dict(timescale="1e6tokens"), "needs tokens_per_step"),
+    (dict(timescale="1e6tokens", tokens_per_step=0), "tokens_per_step: must be a positive integer"),
+    (dict(weight_decay=float("nan")), "weight_decay: must be a number >= 0"),
+    (dict(weight_decay=-1e-4), "weight_decay: must be a number >= 0"),
     (dict(weight_decay=1.5), "is a decay per step: it must be below 1"),
     (dict(weight_decay=1e-4, timescale="100"), "give one"),
     (dict(weight_decay=1e-4, convention="decoupled"), "unknown convention 'decoupled'"),
-    (dict(weight_decay=1e-4, optim="adam"), "use --optim adamw"),
-    (dict(convention="torch"), "--wd-convention needs --weight-decay or --wd-timescale"),
-    (dict(vectors=True), "--wd-vectors needs"),
+    (dict(weight_decay=1e-4, optim="adam"), "use optim adamw"),
+    (dict(convention="torch"), "wd_convention: needs weight_decay or wd_timescale"),
+    (dict(vectors=True), "wd_vectors: needs"),
 ])
 def test_bad_decay_input(kw, match):
     with pytest.raises(UserError, match=match):

@@ -84,7 +84,7 @@ def get_depth_param(name: str) -> DepthParamName:
     """Canonical name of a depth parameterization; a one-line error otherwise."""
     key = str(name).strip().lower().replace("_", "-")
     if key not in _ALIASES:
-        raise UserError(f"--depth-param: unknown depth parameterization {name!r} (known: {', '.join(DEPTH_PARAMS)})")
+        raise UserError(f"unknown depth parameterization {name!r} (known: {', '.join(DEPTH_PARAMS)})", "depth_param")
     return _ALIASES[key]  # type: ignore[return-value]
 
 
@@ -184,21 +184,21 @@ def resolve_depth(name: str, depth: int | None, base_depth: int | None, opt: Opt
     """The depth prescription of a request, or None for ``none`` (then nothing changes)."""
     canonical = get_depth_param(name)
     if base_depth is not None and (isinstance(base_depth, bool) or not isinstance(base_depth, int)):
-        raise UserError(f"--base-depth must be an integer, got {base_depth!r}")
+        raise UserError(f"must be an integer, got {base_depth!r}", "base_depth")
     if base_depth is not None and base_depth <= 0:
-        raise UserError(f"--base-depth must be a positive integer, got {base_depth}")
+        raise UserError(f"must be a positive integer, got {base_depth}", "base_depth")
     if canonical == "none":
         return None
     if base_depth is None:
-        raise UserError(f"--depth-param {canonical} needs --base-depth (the depth L0 where the base LR was tuned)")
+        raise UserError(f"{canonical} needs base_depth (the depth L0 where the base LR was tuned)", "depth_param")
     if depth is None or isinstance(depth, bool) or not isinstance(depth, int) or depth <= 0:
-        raise UserError(f"--depth-param {canonical} needs --depth, a positive number of blocks L, got {depth!r}")
+        raise UserError(f"{canonical} needs depth, a positive number of blocks L, got {depth!r}", "depth_param")
     if param == "umup":
-        raise UserError("--depth-param: u-muP scales depth with its own unit-scaled residual rule (unit_scaling's "
-                        "lr_scale_for_depth, depth^-1/2); use --depth-param none with --param umup")
+        raise UserError("u-muP scales depth with its own unit-scaled residual rule (unit_scaling's "
+                        "lr_scale_for_depth, depth^-1/2); use depth_param none with param umup", "depth_param")
     if not has_branches:
-        raise UserError(f"--depth-param {canonical}: model {model} has no residual branches (no tensor marked "
-                        "'residual: true'); depth parameterizations scale residual branches: use --depth-param none")
+        raise UserError(f"{canonical}: model {model} has no residual branches (no tensor marked 'residual: true'); "
+                        "depth parameterizations scale residual branches: use depth_param none", "depth_param")
     r = depth_rule(canonical, opt)
     notes = []
     if r.status == "derived":

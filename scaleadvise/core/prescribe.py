@@ -253,7 +253,7 @@ def prescribe(req: PrescribeRequest) -> Prescription:
     if depth is not None:
         notes += depth.notes
     elif req.base_depth is not None:
-        notes.append("--base-depth has no effect with --depth-param none")
+        notes.append("base_depth (--base-depth) has no effect with depth_param none")
     if decay is not None:
         notes += decay_notes(decay, opt.name)
     if spec is None:

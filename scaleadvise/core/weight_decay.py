@@ -77,8 +77,8 @@ class Decay:
         if not self.applies(kind) or self.value == 0.0:
             return 0.0
         if self.convention == "torch" and not lr > 0:
-            raise UserError(f"weight decay: {name or 'a tensor'} has LR {lr:g}; the torch convention writes "
-                            "λ / lr, which needs a positive LR (use --wd-convention independent)")
+            raise UserError(f"{name or 'a tensor'} has LR {lr:g}; the torch convention writes λ / lr, which "
+                            "needs a positive LR (use wd_convention independent)", "weight_decay")
         return rule.weight_decay(self.value, lr, self.convention)
 
     def per_step(self, lr: float, kind: str) -> float:
@@ -96,22 +96,22 @@ class Decay:
                 "tokens_per_step": self.tokens_per_step, "vectors": self.vectors, "source": self.source}
 
 
-def parse_timescale(text: str | float, flag: str = "--wd-timescale") -> tuple[float, str]:
+def parse_timescale(text: str | float, field: str = "wd_timescale") -> tuple[float, str]:
     """``20000``, ``20000steps``, ``5e8 tokens`` -> (value, "steps" | "tokens")."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         value, unit = float(text), "steps"
     else:
         m = _TIMESCALE.match(str(text))
         if not m:
-            raise UserError(f"{flag}: expected a number with an optional unit 'steps' or 'tokens' "
-                            f"(e.g. 20000steps, 5e8tokens), got {text!r}")
+            raise UserError("expected a number with an optional unit 'steps' or 'tokens' "
+                            f"(e.g. 20000steps, 5e8tokens), got {text!r}", field)
         try:
             value = float(m.group(1))
         except ValueError:
-            raise UserError(f"{flag}: {m.group(1)!r} is not a number") from None
+            raise UserError(f"{m.group(1)!r} is not a number", field) from None
         unit = "tokens" if (m.group(2) or "steps").lower().startswith("token") else "steps"
     if not (math.isfinite(value) and value > 0):
-        raise UserError(f"{flag}: the timescale must be a positive number of {unit}, got {value:g}")
+        raise UserError(f"the timescale must be a positive number of {unit}, got {value:g}", field)
     return value, unit
 
 
@@ -120,42 +120,42 @@ def resolve_decay(weight_decay: float | None, timescale: str | float | None, con
     """The request's decay, or None when it asks for none (then nothing in the output changes)."""
     if tokens_per_step is not None and (isinstance(tokens_per_step, bool) or not isinstance(tokens_per_step, int)
                                         or tokens_per_step <= 0):
-        raise UserError(f"--tokens-per-step must be a positive integer, got {tokens_per_step!r}")
+        raise UserError(f"must be a positive integer, got {tokens_per_step!r}", "tokens_per_step")
     if weight_decay is None and timescale is None:
-        for flag, given in (("--wd-convention", convention is not None), ("--wd-vectors", vectors),
-                            ("--tokens-per-step", tokens_per_step is not None)):
+        for field, given in (("wd_convention", convention is not None), ("wd_vectors", vectors),
+                             ("tokens_per_step", tokens_per_step is not None)):
             if given:
-                raise UserError(f"{flag} needs --weight-decay or --wd-timescale")
+                raise UserError("needs weight_decay or wd_timescale", field)
         return None
     if weight_decay is not None and timescale is not None:
-        raise UserError("--weight-decay and --wd-timescale say the same thing twice: give one")
+        raise UserError("and wd_timescale say the same thing twice: give one", "weight_decay")
     conv = (convention or "torch").strip().lower()
     if conv not in CONVENTIONS:
-        raise UserError(f"--wd-convention: unknown convention {convention!r} (known: {', '.join(CONVENTIONS)})")
+        raise UserError(f"unknown convention {convention!r} (known: {', '.join(CONVENTIONS)})", "wd_convention")
     if optim == "adam":
-        raise UserError("--weight-decay with --optim adam: torch.optim.Adam's weight_decay is an L2 penalty that "
-                        "Adam's normalization rescales, not a decay; use --optim adamw (decoupled)")
+        raise UserError("with optim adam: torch.optim.Adam's weight_decay is an L2 penalty that Adam's "
+                        "normalization rescales, not a decay; use optim adamw (decoupled)", "weight_decay")
     if weight_decay is not None:
         if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) \
                 or not (math.isfinite(weight_decay) and weight_decay >= 0):
-            raise UserError(f"--weight-decay must be a number >= 0, got {weight_decay!r}")
-        lam, source = float(weight_decay), f"--weight-decay {weight_decay:g}"
+            raise UserError(f"must be a number >= 0, got {weight_decay!r}", "weight_decay")
+        lam, source = float(weight_decay), f"weight_decay {weight_decay:g}"
         if conv != "coupled" and lam >= 1:
-            raise UserError(f"--weight-decay {lam:g} is a decay per step: it must be below 1 "
-                            "(1e-4 shrinks every weight by 0.01% per step)")
+            raise UserError(f"{lam:g} is a decay per step: it must be below 1 "
+                            "(1e-4 shrinks every weight by 0.01% per step)", "weight_decay")
         scale = 1.0 if conv != "coupled" else base_lr
         tau = None if lam == 0 else 1.0 / (lam * scale)
     else:
         value, unit = parse_timescale(timescale)  # type: ignore[arg-type]
         if unit == "tokens":
             if tokens_per_step is None:
-                raise UserError("--wd-timescale in tokens needs --tokens-per-step (batch size x sequence length)")
+                raise UserError("in tokens needs tokens_per_step (batch size x sequence length)", "wd_timescale")
             tau = value / tokens_per_step
         else:
             tau = value
         if tau < 1:
-            raise UserError(f"--wd-timescale: {tau:g} steps is shorter than one step")
+            raise UserError(f"{tau:g} steps is shorter than one step", "wd_timescale")
         # τ = 1/(η λ_torch) (Wang & Aitchison 2024): per step 1/τ; coupled: the coefficient at the base LR.
         lam = 1.0 / tau if conv != "coupled" else 1.0 / (tau * base_lr)
-        source = f"--wd-timescale {timescale}"
+        source = f"wd_timescale {timescale}"
     return Decay(conv, lam, tau, tokens_per_step, bool(vectors), source)  # type: ignore[arg-type]

@@ -1,7 +1,9 @@
 """Write prescribe_none.json: sha256 of `scaleadvise prescribe ... --json` (stdout, exit code,
 stderr) for many requests, as the code before depth and weight decay produced them.
 
-Run once at commit 312d47c (before issue 12): ``python tests/data/make_prescribe_none.py``.
+Written by the code before issue 12: first at commit 312d47c, then again at main ff00ac0 (whose
+error lines gained the ``--flag: message`` form; the 296 successful outputs did not change), with
+``PYTHONPATH=<a checkout of main> python tests/data/make_prescribe_none.py``.
 tests/test_depth_prescribe.py reruns every request with and without ``--depth-param none``
 and asserts the same bytes (issue 12: `--depth-param none` is bit-identical to today).
 """
