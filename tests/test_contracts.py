@@ -119,7 +119,9 @@ def _examples(tmp_path) -> dict[str, list[tuple[str, ...]]]:
     sweep, grads, align = _sweep(tmp_path), _grads(tmp_path), _alignment(tmp_path)
     return {
         "prescribe": [("prescribe",), ("prescribe", "--eps", "per-layer"), ("prescribe", "--optim", "adam-atan2"),
-                      ("prescribe", "--param", "custom", "--a", "0,0,0", "--b", "0,0,0", "--model", "mlp")],
+                      ("prescribe", "--param", "custom", "--a", "0,0,0", "--b", "0,0,0", "--model", "mlp"),
+                      ("prescribe", "--optim", "adamw", "--depth-param", "completep", "--base-depth", "4",
+                       "--wd-timescale", "1e9tokens", "--tokens-per-step", "1000", "--eps", "per-layer")],
         "check": [("check", "--a", "0,0,0", "--b", "0,0.5,0.5", "--c", "0,1,1"),
                   ("check", "--a", "0,0,0", "--b", "0,0.5,0.5", "--c", "0,0,0")],
         "equiv": [("equiv", "--param", "stp", "--to-form", "ntk", "--width", "256", "--base-width", "64"),

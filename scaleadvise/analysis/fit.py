@@ -29,6 +29,10 @@ SWEEP_COLUMNS = (
     Column("seed", ("random_seed", "run_seed", "rng_seed", "replicate"), numeric=False, required=False),
     Column("step", ("steps", "global_step", "train_step", "iteration", "iter", "_step"), required=False),
 )
+# --scale-by depth (issue 12): the same machinery with the depth column as the scale axis
+# (called "width" inside, and in the per-group records); the width, if it varies, names sweeps.
+DEPTH_COLUMN = Column("depth", ("n_layer", "n_layers", "num_layers", "layers", "num_hidden_layers"), positive=True)
+SCALE_AXES = ("width", "depth")
 # Columns that name a distinct sweep; grouped by automatically when they vary.
 AUTO_GROUP_COLUMNS = ("param", "parameterization", "optim", "optimizer", "setting", "alignment",
                       "constants", "eps_mode", "horizon")
@@ -52,6 +56,7 @@ class FitOptions:
     optim: str | None = None
     setting: str | None = None
     columns: dict[str, str | None] = field(default_factory=dict)  # --width-col etc.
+    scale_by: str = "width"  # or "depth": fit the LR's depth exponent from the depth column
 
 
 # --------------------------------------------------------------------------- loading
@@ -82,13 +87,16 @@ def _text_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def load_runs(path: str, opts: FitOptions) -> tuple[Runs, list[str], list[str], dict]:
     """Read the table and keep one row per run: its final step (or the last <= --step)."""
-    table = read_table(path, SWEEP_COLUMNS, opts.columns)
+    if opts.scale_by not in SCALE_AXES:
+        raise UserError(f"--scale-by: {opts.scale_by!r} is not 'width' or 'depth'")
+    depth = opts.scale_by == "depth"
+    table = read_table(path, (DEPTH_COLUMN, *SWEEP_COLUMNS[1:]) if depth else SWEEP_COLUMNS, opts.columns)
     frame = table.frame
     warnings: list[str] = []
-    groups = _group_columns(table, opts.group_by)
+    groups = _group_columns(table, opts.group_by, ("width",) if depth else ())
     warnings += _mixed_columns(table, groups)
-    info = {"rows": len(frame), "columns": table.mapping}
-    width, lr, loss = (frame[c].to_numpy(float) for c in ("width", "lr", "loss"))
+    info = {"rows": len(frame), "columns": table.mapping, "scale_by": opts.scale_by}
+    width, lr, loss = (frame[c].to_numpy(float) for c in (opts.scale_by, "lr", "loss"))
     gcode = np.zeros(len(frame), dtype=np.int64)
     key_values = []
     for col in groups:
@@ -153,15 +161,15 @@ def _py(v):
     return v.item() if hasattr(v, "item") else v
 
 
-def _group_columns(table, group_by: tuple[str, ...] | None) -> list[str]:
+def _group_columns(table, group_by: tuple[str, ...] | None, other_axes: tuple[str, ...] = ()) -> list[str]:
     lower = {c.lower(): c for c in table.extra_columns}
     if group_by is None:
-        return [lower[c] for c in AUTO_GROUP_COLUMNS
+        return [lower[c] for c in (*other_axes, *AUTO_GROUP_COLUMNS)
                 if c in lower and table.frame[lower[c]].nunique(dropna=False) > 1]
     out = []
     for name in group_by:
         key = name.strip().lower()
-        if key in ("width", "lr", "loss", "step", "seed"):
+        if key in ("width", "depth", "lr", "loss", "step", "seed") and key not in other_axes:
             raise UserError(f"--group-by: {name!r} is a sweep column, not a grouping column")
         if key not in lower:
             raise UserError(f"--group-by: column {name!r} not in {table.path}; columns found: {list(table.frame.columns)}")
@@ -367,6 +375,9 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
     lr_fit = summary(pl, "k", "pred", use, observed_gaps)
     ms_fit = summary(pl_ms, "k_ms", "pred_ms", use_ms, (np.zeros_like(ms_above), ms_above))
     transfer, verdict = transfer_verdict(lr_fit["exponent"], lr_fit["ci"], opts.transfer_tol)
+    if opts.scale_by == "depth":  # the same verdict about the depth axis (lr* ∝ L^k)
+        verdict = verdict.replace("widths", "depths").replace("width", "depth").replace("n^", "L^")
+        warnings = [w.replace("widths", "depths").replace("width", "depth") for w in warnings]
     law = fit_loss_law(grid.widths[use], opt.min_loss[use])
     interpretation, why_not = _interpretation({**(context or {}), **key}, opts, lr_fit["exponent"], lr_fit["ci"])
     if why_not:
@@ -405,6 +416,8 @@ def _interpretation(key: dict, opts: FitOptions, k, ci) -> tuple[dict | None, st
     """Theory comparison when param, optim and setting are known (flags, else the group key)."""
     from scaleadvise.analysis.fit_interpret import interpret, parse_setting
 
+    if opts.scale_by == "depth":
+        return None, None  # the theory's exponents are width exponents (depth: core/depth.py)
     lower = {str(c).lower(): v for c, v in key.items()}
     pick = lambda flag, names: flag if flag else next((str(lower[n]) for n in names if n in lower), None)  # noqa: E731
     param, optim, setting = (pick(opts.param, _PARAM_KEYS), pick(opts.optim, _OPTIM_KEYS),

@@ -41,6 +41,9 @@ FLAGS: dict[str, str] = {
     "vocab": "--vocab", "custom": "--custom-file", "sgd_readout": "--sgd-readout",
     "a": "--a", "b": "--b", "c": "--c", "theta": "--theta", "to_form": "--to-form",
     "constants_out": "--constants-out", "prescription_out": "--prescription-out", "plot": "--plot",
+    "depth_param": "--depth-param", "base_depth": "--base-depth", "weight_decay": "--weight-decay",
+    "wd_timescale": "--wd-timescale", "wd_convention": "--wd-convention", "tokens_per_step": "--tokens-per-step",
+    "wd_vectors": "--wd-vectors",
 }
 
 # name -> module under scaleadvise.cli, in the order the help lists them.

@@ -23,6 +23,25 @@ ConstantsOpt = Annotated[str, typer.Option(
 EpsOpt = Annotated[Optional[str], typer.Option(
     "--eps", help="Adam epsilon: a number, or 'per-layer' (eps_l = base_eps (n/b)^-g_l, §4.3). Default: Table C2.")]
 BaseEpsOpt = Annotated[Optional[float], typer.Option("--base-eps", help="With --eps per-layer: epsilon at the base width.")]
+# Depth (core/depth.py) and weight decay (core/weight_decay.py).
+DepthParamOpt = Annotated[str, typer.Option(
+    "--depth-param", help="Depth parameterization: none (default), depth-mup (branches x (L/L0)^-1/2, Yang et al. "
+    "2023), completep (x (L/L0)^-1, Dey et al. 2025). Needs --base-depth; --depth is the target depth L.")]
+BaseDepthOpt = Annotated[Optional[int], typer.Option(
+    "--base-depth", help="Base depth L0 (blocks) where the base LR was tuned (with --depth-param).")]
+WeightDecayOpt = Annotated[Optional[float], typer.Option(
+    "--weight-decay", help="Independent weight decay: the fraction λ every decayed weight shrinks by per step, "
+    "not multiplied by the LR (App. G); with --wd-convention coupled, torch's coefficient instead.")]
+WdTimescaleOpt = Annotated[Optional[str], typer.Option(
+    "--wd-timescale", help="Or the AdamW timescale τ = 1/(η λ) (Wang & Aitchison 2024): '20000' or '20000steps' "
+    "(λ = 1/τ per step), '5e9tokens' (with --tokens-per-step).")]
+WdConventionOpt = Annotated[Optional[str], typer.Option(
+    "--wd-convention", help="How each group's weight_decay is written: torch (default; λ/lr_l, since torch's AdamW "
+    "multiplies by the group LR), independent (λ, applied as is), coupled (λ as torch's coefficient in every group).")]
+TokensPerStepOpt = Annotated[Optional[int], typer.Option(
+    "--tokens-per-step", help="Tokens per optimizer step (batch x sequence length), for --wd-timescale in tokens.")]
+WdVectorsOpt = Annotated[bool, typer.Option(
+    "--wd-vectors/--no-wd-vectors", help="Decay norm gains and biases too (default: matrices and tables only).")]
 # Column overrides of the tables fit, epsilon and align read.
 WidthColOpt = Annotated[Optional[str], typer.Option("--width-col", help="Column holding the width.")]
 LayerColOpt = Annotated[Optional[str], typer.Option("--layer-col", help="Column holding the layer/tensor name.")]

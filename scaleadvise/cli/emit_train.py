@@ -10,6 +10,7 @@ from rich.table import Table
 from scaleadvise.cli.app import app
 from scaleadvise.cli.common import (
     PARAM_HELP, AlignmentOpt, BaseEpsOpt, BaseLrOpt, BaseWidthOpt, ConstantsOpt, EpsOpt, fmt, OmegaReadoutOpt,
+    BaseDepthOpt, DepthParamOpt, TokensPerStepOpt, WdConventionOpt, WdTimescaleOpt, WdVectorsOpt, WeightDecayOpt,
 )
 from scaleadvise.cli.render import console, err_console, print_json
 from scaleadvise.core.optimizers import SCRIPTED as SCRIPT_OPTIMIZERS
@@ -26,6 +27,8 @@ Examples:
   torchrun --nproc_per_node 8 train.py --distributed fsdp --data train.bin
 
   scaleadvise emit-train --param mfp --optim adam --width 4096 --eps per-layer --base-eps 1e-9 -o mfp.py
+
+  scaleadvise emit-train --param mup --optim adamw --width 256 --base-width 256 --depth 2 --base-depth 2 --depth-param completep --weight-decay 1e-4 -o completep.py
 
   scaleadvise equiv --param stp --to-form ntk --prescription-out ntk.json && scaleadvise emit-train --prescription ntk.json -o ntk.py
 """
@@ -67,6 +70,13 @@ def emit_train(
     eps: EpsOpt = None,
     base_eps: BaseEpsOpt = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Model: nanodo (the paper's Transformer, C.1) is the one the script trains.")] = "nanodo",
+    depth_param: DepthParamOpt = "none",
+    base_depth: BaseDepthOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    wd_timescale: WdTimescaleOpt = None,
+    wd_convention: WdConventionOpt = None,
+    tokens_per_step: TokensPerStepOpt = None,
+    wd_vectors: WdVectorsOpt = False,
     prescription: Annotated[Optional[str], typer.Option("--prescription", help="Emit for this `prescribe --json` or `equiv --prescription-out` file instead of the flags above.")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the script to this file (atomically); default: stdout.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print {output, command, lines, prescription} as JSON (needs -o FILE).")] = False,
@@ -91,7 +101,10 @@ def emit_train(
         doc, free = _from_file(ctx, prescription), False
     else:
         doc, free = _prescribe(param, optim, width, depth, heads, head_dim, context, vocab, base_width, base_lr,
-                               alignment, omega_readout, constants, eps, base_eps, model, command)
+                               alignment, omega_readout, constants, eps, base_eps, model, command,
+                               dict(depth_param=depth_param, base_depth=base_depth, weight_decay=weight_decay,
+                                    wd_timescale=wd_timescale, wd_convention=wd_convention,
+                                    tokens_per_step=tokens_per_step, wd_vectors=wd_vectors))
     from scaleadvise.script.emit import emit_script, write_script
 
     text = emit_script(doc, command, depth_free=free)
@@ -154,7 +167,7 @@ def _from_file(ctx: typer.Context, path: str) -> dict:
 
 
 def _prescribe(param, optim, width, depth, heads, head_dim, context, vocab, base_width, base_lr, alignment,
-               omega_readout, constants, eps, base_eps, model, command) -> tuple[dict, bool]:
+               omega_readout, constants, eps, base_eps, model, command, depth_decay=None) -> tuple[dict, bool]:
     from scaleadvise.cli.prescribe import _eps_arg
     from scaleadvise.core.prescribe import PrescribeRequest, prescribe
     from scaleadvise.errors import UserError
@@ -180,7 +193,8 @@ def _prescribe(param, optim, width, depth, heads, head_dim, context, vocab, base
     req = PrescribeRequest(
         param=param, optim=name, width=width, base_width=base_width, base_lr=base_lr, alignment=alignment,
         omega_readout=omega_readout, constants=constants, eps=_eps_arg(eps), base_eps=base_eps, model="nanodo",
-        depth=depth, heads=heads, head_dim=head_dim, context=context, vocab=vocab, command=command)
+        depth=depth, heads=heads, head_dim=head_dim, context=context, vocab=vocab, command=command,
+        **(depth_decay or {}))
     return prescribe(req).to_dict(), depth_free(req)
 
 

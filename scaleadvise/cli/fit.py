@@ -21,6 +21,7 @@ Examples:
   scaleadvise fit sweeps.csv --target-width 16384 --group-by param,optim --plot fit.png --json
   scaleadvise fit sweeps.csv --param stp --optim adam --setting global      # compare k with Table 1
   scaleadvise fit runs.jsonl --lr-col base_lr --loss-col eval/loss --step 20000 --bootstrap 0
+  scaleadvise fit sweeps.csv --scale-by depth --target-depth 48     # lr* = C·L^k across depth
 
 \b
 Input: one row per run (or per logged step: the last step of each run is used),
@@ -62,9 +63,10 @@ def _say(text: str) -> None:
     console.print(text, soft_wrap=True)  # long verdicts wrap in the terminal, not mid-phrase in logs
 
 
-def _render_group(res: dict) -> None:
+def _render_group(res: dict, axis: str = "width") -> None:
     table = Table(title=f"{res['label']}  ({res['runs']} runs)", title_justify="left", show_edge=False)
-    for name in ("width", "LRs", "best LR", "loss", "refined LR*", "95% interval", "max stable LR", "note"):
+    var = "L" if axis == "depth" else "n"
+    for name in (axis, "LRs", "best LR", "loss", "refined LR*", "95% interval", "max stable LR", "note"):
         table.add_column(name, justify="left" if name == "note" else "right")
     for r in res["optima"]:
         if r.get("lr") is None:
@@ -84,24 +86,24 @@ def _render_group(res: dict) -> None:
     k = res["lr_exponent"]
     if k is not None:
         se = f" ± {res['lr_exponent_se']:.3f} (s.e.)" if res["lr_exponent_se"] is not None else ""
-        _say(f"  lr* = {res['lr_constant']:.3g} · n^k with k = [bold]{k:.3f}[/bold]{se}, "
+        _say(f"  lr* = {res['lr_constant']:.3g} · {var}^k with k = [bold]{k:.3f}[/bold]{se}, "
                       f"95% interval {_fmt_ci(res['lr_exponent_ci'], '.3f') or 'none'}  "
                       f"(best-of-sweep method: {_fmt(res['lr_exponent_observed'], '.3f')})")
     colour = {True: "green", False: "red", None: "yellow"}[res["transfer"]]
     _say(f"  [{colour}]{res['verdict']}[/{colour}]")
     if res["max_stable_lr_exponent"] is not None:
-        _say(f"  max stable LR ∝ n^{res['max_stable_lr_exponent']:.3f} "
+        _say(f"  max stable LR ∝ {var}^{res['max_stable_lr_exponent']:.3f} "
                       f"{_fmt_ci(res['max_stable_lr_exponent_ci'], '.3f')}")
     tw = res.get("target_width")
     if tw is not None and res.get("predicted_lr") is not None:
-        line = f"  at width {tw:g}: lr* ≈ [bold]{res['predicted_lr']:.3g}[/bold] {_fmt_ci(res['predicted_lr_ci'])}"
+        line = f"  at {axis} {tw:g}: lr* ≈ [bold]{res['predicted_lr']:.3g}[/bold] {_fmt_ci(res['predicted_lr_ci'])}"
         if res.get("predicted_max_stable_lr") is not None:
             line += f"; max stable ≈ {res['predicted_max_stable_lr']:.3g} {_fmt_ci(res['predicted_max_stable_lr_ci'])}"
         _say(line)
     law = res.get("loss_law")
     if law:
-        pred = f"; at width {tw:g}: {law['predicted_loss']:.4f}" if law.get("predicted_loss") is not None else ""
-        _say(f"  best loss ≈ {law['E']:.4f} + {law['A']:.4g} · n^-{law['alpha']:.3f}{pred}")
+        pred = f"; at {axis} {tw:g}: {law['predicted_loss']:.4f}" if law.get("predicted_loss") is not None else ""
+        _say(f"  best loss ≈ {law['E']:.4f} + {law['A']:.4g} · {var}^-{law['alpha']:.3f}{pred}")
     if res.get("interpretation"):
         _say(f"  theory: {res['interpretation']['message']}")
     console.print()
@@ -122,6 +124,11 @@ def fit_command(
     optim: Optional[str] = typer.Option(None, "--optim", help="Optimizer the sweep used (sgd, adam, adafactor, ...)."),
     setting: Optional[str] = typer.Option(None, "--setting", help="global, per-layer-full or per-layer-none: which "
                                           "LR exponents the swept base LR was multiplied by."),
+    scale_by: str = typer.Option("width", "--scale-by", help="The scale axis: width (default) or depth (the "
+                                 "depth column: lr* = C·L^k; records keep the key 'width' for the axis)."),
+    target_depth: Optional[float] = typer.Option(None, "--target-depth", min=1, help="With --scale-by depth: "
+                                                 "predict lr* (and loss) at this depth."),
+    depth_col: Optional[str] = typer.Option(None, "--depth-col", help="Column holding the depth (--scale-by depth)."),
     width_col: WidthColOpt = None,
     lr_col: Optional[str] = typer.Option(None, "--lr-col", help="Column holding the (base) learning rate."),
     loss_col: Optional[str] = typer.Option(None, "--loss-col", help="Column holding the eval loss."),
@@ -146,15 +153,24 @@ def fit_command(
     resolution, whichever is widest).
     """
     from scaleadvise.analysis.fit import FitOptions, fit_sweep
+    from scaleadvise.errors import UserError
 
+    scale_by = scale_by.strip().lower()
+    if scale_by not in ("width", "depth"):
+        raise UserError(f"--scale-by: {scale_by!r} is not 'width' or 'depth'")
+    if scale_by == "width" and (target_depth is not None or depth_col):
+        raise UserError("--target-depth/--depth-col need --scale-by depth")
+    if scale_by == "depth" and target_width is not None:
+        raise UserError("--target-width: with --scale-by depth the target is --target-depth")
     groups = None
     if group_by is not None:
         groups = () if group_by.strip().lower() in ("", "none") else tuple(
             g for g in (p.strip() for p in group_by.split(",")) if g)
     opts = FitOptions(
-        target_width=target_width, group_by=groups, step=step, transfer_tol=transfer_tol, bootstrap=bootstrap,
+        target_width=target_depth if scale_by == "depth" else target_width, group_by=groups, scale_by=scale_by, step=step, transfer_tol=transfer_tol, bootstrap=bootstrap,
         seed=seed, optimum=optimum.strip().lower(), param=param, optim=optim, setting=setting,
-        columns={"width": width_col, "lr": lr_col, "loss": loss_col, "seed": seed_col, "step": step_col},
+        columns={"width": width_col, "depth": depth_col, "lr": lr_col, "loss": loss_col, "seed": seed_col,
+                 "step": step_col},
     )
     if plot is not None:  # fail on a missing matplotlib or an unwritable path before the fit, not after it
         from scaleadvise.plots import check_plot_path
@@ -174,6 +190,6 @@ def fit_command(
         print_json(result.doc)
         return
     for res in result.doc["groups"]:
-        _render_group(res)
+        _render_group(res, scale_by)
     if plot is not None:
         _say(f"plot written to {plot}")

@@ -9,6 +9,7 @@ import typer
 from scaleadvise.cli.app import app
 from scaleadvise.cli.common import (
     OPTIM_HELP, PARAM_HELP, alignment_text, AlignmentOpt, BaseEpsOpt, BaseLrOpt, BaseWidthOpt, ConstantsOpt, EpsOpt, fmt, OmegaReadoutOpt, power,
+    BaseDepthOpt, DepthParamOpt, TokensPerStepOpt, WdConventionOpt, WdTimescaleOpt, WdVectorsOpt, WeightDecayOpt,
 )
 from scaleadvise.cli.render import print_json, print_yaml
 
@@ -29,6 +30,12 @@ Examples:
   scaleadvise prescribe --param custom --a 0,0.5,0.5 --b 0,0,0 --optim adam --width 2048
 
   scaleadvise prescribe --param stp --optim adam --width 4096 --constants paper --base-lr 2e-4
+
+  scaleadvise prescribe --param mup --optim adamw --width 4096 --base-width 256 --depth 32 --base-depth 8 --depth-param completep --eps per-layer
+
+  scaleadvise prescribe --param mup --optim adamw --width 4096 --weight-decay 1e-4 --wd-convention torch
+
+  scaleadvise prescribe --optim adamw --wd-timescale 2e9tokens --tokens-per-step 524288
 """
 
 
@@ -58,7 +65,7 @@ def prescribe(
     eps: EpsOpt = None,
     base_eps: BaseEpsOpt = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Model preset (nanodo, gpt2, llama, mlp) or a YAML file.")] = "nanodo",
-    depth: Annotated[Optional[int], typer.Option(help="Override the model's depth.")] = None,
+    depth: Annotated[Optional[int], typer.Option(help="Override the model's depth (the target depth L with --depth-param).")] = None,
     heads: Annotated[Optional[int], typer.Option(help="Number of heads (sets head_dim = width / heads).")] = None,
     head_dim: Annotated[Optional[int], typer.Option(help="Override the head dimension.")] = None,
     context: Annotated[Optional[int], typer.Option(help="Override the context length.")] = None,
@@ -66,6 +73,13 @@ def prescribe(
     a: Annotated[Optional[str], typer.Option("--a", help="--param custom: a per layer type, EMB,HIDDEN,READOUT.")] = None,
     b: Annotated[Optional[str], typer.Option("--b", help="--param custom: b per layer type, EMB,HIDDEN,READOUT.")] = None,
     custom_file: Annotated[Optional[str], typer.Option(help="--param custom: YAML with a/b per layer type.")] = None,
+    depth_param: DepthParamOpt = "none",
+    base_depth: BaseDepthOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    wd_timescale: WdTimescaleOpt = None,
+    wd_convention: WdConventionOpt = None,
+    tokens_per_step: TokensPerStepOpt = None,
+    wd_vectors: WdVectorsOpt = False,
     sgd_readout: Annotated[str, typer.Option(help="SGD readout LR: 'preserve' (Table 1: largest that keeps other layers' LRs) or 'max'.")] = "preserve",
     tensors: Annotated[bool, typer.Option("--tensors/--no-tensors", help="List every tensor (human output).")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print the prescription as JSON (fields: docs/CONTRACTS.md).")] = False,
@@ -101,6 +115,8 @@ def prescribe(
         omega_readout=omega_readout, constants=constants, eps=_eps_arg(eps), base_eps=base_eps, model=model,
         depth=depth, heads=heads, head_dim=head_dim, context=context, vocab=vocab, custom=custom,
         sgd_readout=sgd_readout,  # type: ignore[arg-type]
+        depth_param=depth_param, base_depth=base_depth, weight_decay=weight_decay, wd_timescale=wd_timescale,
+        wd_convention=wd_convention, tokens_per_step=tokens_per_step, wd_vectors=wd_vectors,
         command="scaleadvise " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
     )
     pres = run(req)
@@ -124,11 +140,13 @@ def render(pres: "Prescription", show_tensors: bool = True) -> None:
         f"({m.parameters:,} parameters, depth {m.depth}); alignment {alignment_text(pres.alignment.as_dict())}"
     )
     table = Table(title="Per layer type (exponents as powers of n; values at the target width)")
-    for col in ("layer", "mult ∝", "std ∝", "LR ∝", "grad ∝", "gamma", "multiplier", "init std", "LR", "eps"):
+    wd = pres.weight_decay is not None
+    for col in ("layer", "mult ∝", "std ∝", "LR ∝", "grad ∝", "gamma", "multiplier", "init std", "LR", "eps",
+                *(("weight decay",) if wd else ())):
         table.add_column(col, justify="left" if col == "layer" else "right")
     for t, v in pres.layers.items():
         table.add_row(t, power(v.a), power(v.b), power(v.c), power(v.g), fmt(v.gamma),
-                      fmt(v.multiplier), fmt(v.init_std), fmt(v.lr), fmt(v.eps))
+                      fmt(v.multiplier), fmt(v.init_std), fmt(v.lr), fmt(v.eps), *((fmt(v.weight_decay),) if wd else ()))
     console.print(table)
     for t, v in pres.layers.items():
         console.print(f"  [dim]{t} LR: {v.why}[/]")
@@ -136,6 +154,12 @@ def render(pres: "Prescription", show_tensors: bool = True) -> None:
     scale = "1/sqrt(head_dim)" if pres.attention_scale == "sqrt" else "1/head_dim"
     console.print(f"verdict: {verdict}; attention logits x {scale}; gamma: {pres.constants_source}")
     console.print(f"alignment: {pres.alignment_source}; hidden chain: {m.hidden_chain} hidden layers")
+    if pres.depth is not None:
+        console.print(_depth_table(pres.depth))
+        console.print(f"residual multiplier: every residual branch's output x {fmt(pres.residual_multiplier)} "
+                      f"(h <- h + {fmt(pres.residual_multiplier)} · f(h))")
+    if pres.weight_decay is not None:
+        console.print(_decay_line(pres.weight_decay))
     for v in pres.violations:
         console.print(f"[red]violated[/] {v.layer}: {v.constraint} (short by {v.shortfall:g})")
     for note in pres.notes:
@@ -156,9 +180,38 @@ def _tensor_table(tensors: list["TensorValues"]) -> "Table":
         else:
             rows[key] = [t, 1]
     table = Table(title="Per tensor")
-    for col in ("tensor", "count", "type", "shape", "init", "std/value", "multiplier", "LR", "eps"):
-        table.add_column(col, justify="left" if col in ("tensor", "type", "init") else "right")
+    depth, wd = tensors[0].residual is not None, tensors[0].weight_decay is not None
+    for col in ("tensor", "count", "type", *(("branch",) if depth else ()), "shape", "init", "std/value",
+                "multiplier", "LR", "eps", *(("weight decay",) if wd else ())):
+        table.add_column(col, justify="left" if col in ("tensor", "type", "init", "branch") else "right")
     for key, (t, count) in rows.items():
-        table.add_row(key, str(count), t.layer_type, "x".join(map(str, t.shape)), t.init,
-                      fmt(t.init_std), fmt(t.multiplier), fmt(t.lr), fmt(t.eps))
+        table.add_row(key, str(count), t.layer_type, *((("yes" if t.residual else "—"),) if depth else ()),
+                      "x".join(map(str, t.shape)), t.init, fmt(t.init_std), fmt(t.multiplier), fmt(t.lr), fmt(t.eps),
+                      *((fmt(t.weight_decay),) if wd else ()))
     return table
+
+
+def _depth_table(depth: dict) -> "Table":
+    """The depth factors, branch vs trunk (core/depth.py)."""
+    from rich.table import Table
+
+    L, L0 = depth["depth"], depth["base_depth"]
+    table = Table(title=f"Depth: {depth['depth_param']} (alpha = {depth['alpha']:g}) at L = {L} from L0 = {L0}; "
+                        f"factors are powers of L/L0 = {depth['ratio']:.4g} ({depth['status']}: {depth['source']})")
+    for col in ("position", "tensors", "branch mult", "init", "grad", "LR", "eps"):
+        table.add_column(col, justify="left" if col in ("position", "tensors") else "right")
+    what = {"branch": "in-block matrices, norm gains, biases", "trunk": "embeddings, final norm, readout"}
+    for pos in ("branch", "trunk"):
+        x, f = depth["exponents"][pos], depth["factors"][pos]
+        cell = lambda k: "—" if f[k] is None else f"{fmt(f[k])} ({power(-x[k], 'r')})"  # noqa: E731
+        table.add_row(pos, what[pos], cell("multiplier"), cell("init"), cell("grad"), cell("lr"), cell("eps"))
+    return table
+
+
+def _decay_line(wd: dict) -> str:
+    lam, tau = wd["lambda"], wd["timescale_steps"]
+    timescale = "" if tau is None else f", timescale τ = {tau:,.6g} steps" + (
+        f" = {wd['timescale_tokens']:.4g} tokens" if wd["timescale_tokens"] is not None else "")
+    vectors = "decayed too" if wd["vectors"] else "not decayed"
+    return (f"weight decay: λ = {fmt(lam)} ({wd['meaning']}{timescale}); convention {wd['convention']}: "
+            f"group weight_decay = {wd['group_value']}; norm gains and biases {vectors}")

@@ -14,6 +14,12 @@ grows with the chain. In a pre-LN Transformer block the path from the residual s
 back to it runs through two dense layers in the attention (v, then o; q and k sit
 beside v) and two in the MLP (up, then down): ``hidden_chain: 4 * depth``.
 
+Residual branches (for ``core.depth``): a tensor marked ``residual: true`` sits on a
+residual branch, a path whose output is added to the residual stream (in a pre-LN block:
+the norm gain, the attention or MLP matrices and their biases); the embeddings, the final
+norm and the readout sit on the trunk. A model with no such tensor (the plain MLP of §3.1)
+has no residual stream, and a depth parameterization is refused for it.
+
 Layouts: ``linear`` is [fan_out, fan_in] (torch.nn.Linear); ``embedding`` is
 [num_embeddings, dim] (a lookup is a one-hot matmul, so fan_in = rows); ``norm``
 and ``bias`` are vectors (fan_in = 1).
@@ -81,6 +87,7 @@ class TensorSpec(BaseModel):
     kind: TensorKind = "linear"
     repeat: int | str | None = None  # number of blocks, e.g. "depth"
     fan_in_dims: int | None = None  # rarely needed: override the layout's fan-in axis
+    residual: bool = False  # on a residual branch (module doc)
 
 
 class ModelSpec(BaseModel):
@@ -125,6 +132,7 @@ class Tensor(BaseModel):
     fan_out: int
     layer_type: Label
     scale_dim: int  # the width-scaling dimension n_t the exponents apply to
+    residual: bool = False  # on a residual branch (core.depth)
 
     @cached_property
     def numel(self) -> int:
@@ -158,7 +166,7 @@ def expand(spec: ModelSpec, width: int) -> list[Tensor]:
         fi2, fo2 = fans(t.kind, shape2)  # type: ignore[arg-type]
         layer = by_growth(t.kind, fi2 != fi, fo2 != fo)
         return Tensor(name=t.name.replace("{i}", str(i)), kind=t.kind, shape=shape, fan_in=fi,
-                      fan_out=fo, layer_type=layer, scale_dim=scale_dim(layer, fi, fo))
+                      fan_out=fo, layer_type=layer, scale_dim=scale_dim(layer, fi, fo), residual=t.residual)
 
     # Consecutive repeated tensors form a block; list them block by block, as a
     # state_dict would (blocks.0.*, blocks.1.*, ...).

@@ -14,6 +14,13 @@ tables too. Norm gains start at n_t^-b (1 for every b = 0 parameterization), bia
 e is 0 for a constant epsilon and the per-layer exponent of ``core.optimizers`` (g, or 2g
 where epsilon is added to v) with ``--eps per-layer``. gamma is converted to the user's
 base width when the constant set was tuned at another (``core.constants``).
+
+Depth and weight decay compose multiplicatively (issue 12): with a depth parameterization
+(``core.depth``) each tensor's LR and per-layer epsilon take the factor (L/L0)^x of its
+position (residual branch or trunk) and every branch output the residual multiplier
+(L/L0)^-alpha; with decay (``core.weight_decay``) each tensor gets its group's
+``weight_decay`` in the convention in force. Without them nothing is computed differently
+and the JSON is byte for byte what it was.
 """
 
 import math
@@ -24,11 +31,13 @@ from scaleadvise.core import rule
 from scaleadvise.core.alignment import resolve_alignment
 from scaleadvise.core.classify import LAYER_TYPES, LayerType
 from scaleadvise.core.constants import convert, load_constants
+from scaleadvise.core.depth import Depth, resolve_depth
 from scaleadvise.core.model import Tensor, expand, hidden_chain, load_model, parameter_count, with_overrides
 from scaleadvise.core.optimizers import Family, Optimizer, get_optimizer
 from scaleadvise.core.parameterizations import Parameterization, get_parameterization
 from scaleadvise.core.prescription import LayerValues, ModelSummary, Prescription, TensorValues, Violation
 from scaleadvise.core.theory import max_stable_lr_exponents
+from scaleadvise.core.weight_decay import Decay, resolve_decay
 from scaleadvise.errors import UserError
 
 EMBEDDING_STD = 0.01  # C.2
@@ -61,6 +70,15 @@ class PrescribeRequest:
     # the model preset, and hidden_chain its longest path of hidden layers (core/model.py).
     module_tensors: list[Tensor] | None = field(default=None, repr=False)
     hidden_chain: int | None = None
+    # Depth (core.depth): the target depth is ``depth`` (the model's own when None).
+    depth_param: str = "none"
+    base_depth: int | None = None
+    # Weight decay (core.weight_decay): one of weight_decay (λ per step) or wd_timescale.
+    weight_decay: float | None = None
+    wd_timescale: str | float | None = None
+    wd_convention: str | None = None  # torch (default), independent, coupled
+    tokens_per_step: int | None = None
+    wd_vectors: bool = False
 
 
 def _check_numbers(req: PrescribeRequest) -> None:
@@ -121,13 +139,31 @@ def _sigma(t: Tensor, p: Parameterization, b: float) -> float:
     return 1.0
 
 
+def _depth_decay(t: Tensor | None, lr: float, eps: float | None, depth: Depth | None,
+                 decay: Decay | None) -> tuple[float, float | None, dict]:
+    """A tensor's LR and epsilon times its depth factors, and the optional fields depth and
+    decay add (nothing, and not a single float operation, when neither is in force)."""
+    extra: dict = {}
+    if depth is not None:
+        position = "branch" if t is not None and t.residual else "trunk"
+        lr = lr * depth.lr_factor(position)
+        eps = None if eps is None else eps * depth.eps_factor(position)
+        extra["residual"] = position == "branch"
+    if decay is not None:
+        kind = t.kind if t is not None else "linear"
+        extra["weight_decay"] = decay.group_value(lr, kind, t.name if t is not None else "")
+    return lr, eps, extra
+
+
 def _tensor(t: Tensor, p: Parameterization, layers: dict[LayerType, LayerValues], c_rule: dict[LayerType, float],
-            req: PrescribeRequest, base_eps: float | None) -> TensorValues:
+            req: PrescribeRequest, base_eps: float | None, depth: Depth | None = None,
+            decay: Decay | None = None) -> TensorValues:
     """One tensor's values by the rule; "fixed" tensors (nothing grows) take no exponent."""
     n_t = t.scale_dim
     if t.layer_type == "fixed":  # width-independent: its own init, base LR and epsilon
+        lr, eps, extra = _depth_decay(t, req.base_lr, base_eps, depth, decay)
         return TensorValues(name=t.name, layer_type="fixed", kind=t.kind, shape=list(t.shape), scale_dim=n_t,
-                            init="keep", sigma=None, init_std=None, multiplier=1.0, lr=req.base_lr, eps=base_eps)
+                            init="keep", sigma=None, init_std=None, multiplier=1.0, lr=lr, eps=eps, **extra)
     layer = layers[t.layer_type]
     a, b, gamma = layer.a, layer.b, layer.gamma
     # u-muP lowers the *input weights'* LR only: norm gains and biases keep the
@@ -141,11 +177,11 @@ def _tensor(t: Tensor, p: Parameterization, layers: dict[LayerType, LayerValues]
     else:
         init, sigma = "normal", _sigma(t, p, b)
         std = rule.init_std(sigma, b, n_t)
+    lr, eps, extra = _depth_decay(t, rule.learning_rate(req.base_lr, gamma, c, req.width, req.base_width),
+                                  rule.epsilon(base_eps, layer.eps_exponent, req.width, req.base_width), depth, decay)
     return TensorValues(
         name=t.name, layer_type=t.layer_type, kind=t.kind, shape=list(t.shape), scale_dim=n_t, init=init,
-        sigma=sigma, init_std=std, multiplier=rule.multiplier(a, n_t),
-        lr=rule.learning_rate(req.base_lr, gamma, c, req.width, req.base_width),
-        eps=rule.epsilon(base_eps, layer.eps_exponent, req.width, req.base_width))
+        sigma=sigma, init_std=std, multiplier=rule.multiplier(a, n_t), lr=lr, eps=eps, **extra)
 
 
 def prescribe(req: PrescribeRequest) -> Prescription:
@@ -176,6 +212,10 @@ def prescribe(req: PrescribeRequest) -> Prescription:
         spec = with_overrides(spec, depth=req.depth, head_dim=head_dim, context=req.context, vocab=req.vocab)
         tensors = expand(spec, req.width)
         chain = req.hidden_chain or hidden_chain(spec, req.width)
+    depth = resolve_depth(req.depth_param, spec.depth if spec is not None else req.depth, req.base_depth, opt,
+                          eps_mode, p.name, any(t.residual for t in tensors), spec.name if spec else "module")
+    decay = resolve_decay(req.weight_decay, req.wd_timescale, req.wd_convention, req.tokens_per_step, req.base_lr,
+                          req.wd_vectors, opt.name)
 
     sol = max_stable_lr_exponents(p.a, p.b, family, alignment, n_hidden=chain, sgd_readout=req.sgd_readout)
     c = {t: sol.c[t] + p.c_offset[t] for t in LAYER_TYPES}
@@ -190,12 +230,15 @@ def prescribe(req: PrescribeRequest) -> Prescription:
                     and x.kind in ("linear", "embedding")), None)
         n_t = rep.scale_dim if rep is not None else req.width
         sigma = _sigma(rep, p, p.b[t]) if rep is not None else 1.0
+        lr, eps, extra = _depth_decay(rep, rule.learning_rate(req.base_lr, constants.gamma[t], c[t], req.width,
+                                                              req.base_width),
+                                      rule.epsilon(base_eps, e, req.width, req.base_width), depth, decay)
+        extra.pop("residual", None)  # per tensor only
         layers[t] = LayerValues(
             a=p.a[t], b=p.b[t], c=c[t], g=sol.g[t], g_train=sol.g_train[t], gamma=constants.gamma[t],
-            lr=rule.learning_rate(req.base_lr, constants.gamma[t], c[t], req.width, req.base_width),
-            eps=rule.epsilon(base_eps, e, req.width, req.base_width), eps_exponent=e,
-            init_std=rule.init_std(sigma, p.b[t], n_t), multiplier=rule.multiplier(p.a[t], n_t), why=why)
-    values = [_tensor(x, p, layers, sol.c, req, base_eps) for x in tensors] if req.tensors else []
+            lr=lr, eps=eps, eps_exponent=e,
+            init_std=rule.init_std(sigma, p.b[t], n_t), multiplier=rule.multiplier(p.a[t], n_t), why=why, **extra)
+    values = [_tensor(x, p, layers, sol.c, req, base_eps, depth, decay) for x in tensors] if req.tensors else []
 
     notes = list(sol.notes)
     if sol.stable and not sol.nontrivial:
@@ -207,6 +250,12 @@ def prescribe(req: PrescribeRequest) -> Prescription:
                      "(§4.3): see `scaleadvise epsilon`, or use --eps per-layer / adam-atan2")
     if p.name == "umup":
         notes.append(UMUP_OPS_NOTE)
+    if depth is not None:
+        notes += depth.notes
+    elif req.base_depth is not None:
+        notes.append("base_depth (--base-depth) has no effect with depth_param none")
+    if decay is not None:
+        notes += decay_notes(decay, opt.name)
     if spec is None:
         model = ModelSummary(name="module", width=req.width, depth=chain, head_dim=None, dims={},
                              parameters=parameter_count(tensors), hidden_chain=chain)
@@ -223,7 +272,22 @@ def prescribe(req: PrescribeRequest) -> Prescription:
         attention_scale=p.attention_scale, layers=layers, model=model, stable=sol.stable,
         nontrivial=sol.nontrivial, feature_learning=sol.feature_learning,
         violations=[Violation(k.layer, k.expression, k.shortfall) for k in sol.violations],
-        notes=notes, tensors=values, command=req.command)
+        notes=notes, tensors=values, command=req.command,
+        depth=None if depth is None else depth.to_dict(),
+        residual_multiplier=None if depth is None else depth.residual_multiplier,
+        weight_decay=None if decay is None else decay.to_dict())
+
+
+def decay_notes(decay: Decay, optim: str) -> list[str]:
+    """What the decay values mean in practice (core.weight_decay's caveats)."""
+    notes = []
+    if decay.convention != "independent":
+        notes.append("weight decay: torch multiplies weight_decay by the *scheduled* LR, so the decay per step is "
+                     "the prescribed one at the peak LR and follows the schedule's shape elsewhere")
+    if optim == "sgd":
+        notes.append("weight decay with SGD: torch adds weight_decay·W to the gradient before momentum, which "
+                     "amplifies the steady-state decay by 1/(1 - momentum)")
+    return notes
 
 
 # u-muP (Blake et al. 2024, "u-μP: The Unit-Scaled Maximal Update Parametrization") is the

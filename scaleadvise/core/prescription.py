@@ -28,6 +28,7 @@ class LayerValues:
     init_std: float  # of the layer type's representative matrix or table at the target width
     multiplier: float
     why: str  # the constraint that pins c
+    weight_decay: float | None = None  # the representative's group value (core.weight_decay); None: no decay
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,21 @@ class TensorValues:
     multiplier: float
     lr: float
     eps: float | None
+    residual: bool | None = None  # on a residual branch (only with a depth parameterization)
+    weight_decay: float | None = None  # the group value in the convention in force (only with decay)
+
+
+# Keys that appear only when a depth parameterization or weight decay is in force, so that a
+# request without them prints today's JSON byte for byte (issue 12).
+_OPTIONAL = ("residual", "weight_decay")
+
+
+def _present(values: Any) -> dict[str, Any]:
+    d = vars(values).copy()
+    for key in _OPTIONAL:
+        if key in d and d[key] is None:
+            del d[key]
+    return d
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,9 @@ class Prescription:
     notes: list[str] = field(default_factory=list)
     tensors: list[TensorValues] = field(default_factory=list)
     command: str | None = None
+    depth: dict[str, Any] | None = None  # core.depth.Depth.to_dict(); None: --depth-param none
+    residual_multiplier: float | None = None  # (L/L0)^-alpha on every residual branch's output
+    weight_decay: dict[str, Any] | None = None  # core.weight_decay.Decay.to_dict(); None: no decay
 
     def tensor(self, name: str) -> TensorValues:
         for t in self.tensors:
@@ -111,7 +130,9 @@ class Prescription:
             "eps_mode": self.eps_mode,
             "base_eps": self.base_eps,
             "attention_scale": self.attention_scale,
-            "layers": {t: vars(v).copy() for t, v in self.layers.items()},
+            **({"depth": self.depth, "residual_multiplier": self.residual_multiplier} if self.depth else {}),
+            **({"weight_decay": self.weight_decay} if self.weight_decay else {}),
+            "layers": {t: _present(v) for t, v in self.layers.items()},
             "model": {"name": m.name, "width": m.width, "depth": m.depth, "head_dim": m.head_dim, **m.dims,
                       "parameters": m.parameters, "hidden_chain": m.hidden_chain},
             "stable": self.stable,
@@ -121,7 +142,7 @@ class Prescription:
             "notes": list(self.notes),
         }
         if tensors and self.tensors:
-            doc["tensors"] = [vars(t).copy() for t in self.tensors]
+            doc["tensors"] = [_present(t) for t in self.tensors]
         if self.command:
             doc["command"] = self.command
         return doc

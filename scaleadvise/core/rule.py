@@ -5,6 +5,11 @@
     lr         = base_lr · gamma · (n / base_width)^-c    (§4.2.1, C.4)
     eps        = base_eps · (n / base_width)^-e           (§4.3: e = g per layer, e = 0 constant)
 
+and, with a depth parameterization (``core.depth``), every residual branch's output times
+(L / L0)^-alpha and a tensor's LR and epsilon times (L / L0)^x for its position's exponent x;
+with weight decay (``core.weight_decay``), each group's ``weight_decay`` in the optimizer's
+convention: λ / lr_l for torch (which multiplies it by the group LR), λ as is otherwise.
+
 n is the model width; n_t is the tensor's own width-scaling dimension: its fan-in for
 hidden and readout matrices (NanoDO's mlp.down has n_t = 4n), its fan-out for
 embedding-type tensors (tables, norm gains, biases), whose fan-in does not grow. sigma is
@@ -62,3 +67,20 @@ def epsilon(base_eps: Optional[float], e: Optional[float], width: int, base_widt
     if base_eps is None or e is None:
         return None
     return base_eps * (width / base_width) ** -e
+
+
+def depth_factor(exponent: float, depth: int, base_depth: int) -> float:
+    """(L / L0)^exponent: a depth factor of ``core.depth`` at depth L from base depth L0."""
+    return (depth / base_depth) ** exponent
+
+
+def weight_decay(lam: float, lr: float, convention: str) -> float:
+    """A group's ``weight_decay`` value. "torch": torch's AdamW/SGD multiply it by the group
+    LR, so λ / lr gives a decay of λ per step; "independent" (applied as is) and "coupled"
+    (λ is torch's coefficient, the same in every group): λ."""
+    return lam / lr if convention == "torch" else lam
+
+
+def decay_per_step(value: float, lr: float, convention: str) -> float:
+    """The fraction a weight shrinks by per step, given its group's ``weight_decay`` value."""
+    return value if convention == "independent" else lr * value

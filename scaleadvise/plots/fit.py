@@ -27,13 +27,13 @@ def plot_fit(doc: dict, grids: list[Grid], out: str | Path) -> None:
     cmap = plt.get_cmap("viridis")
     for col, (res, grid) in enumerate(zip(groups, grids)):
         _sweep_panel(axes[0, col], res, grid, cmap, norm)
-        _law_panel(axes[1, col], res, doc.get("target_width"))
+        _law_panel(axes[1, col], res, doc.get("target_width"), doc.get("scale_by", "width"))
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
     bar = fig.colorbar(sm, ax=axes[0, :].tolist(), pad=0.01, fraction=0.04)
     ticks = np.log2(all_widths)
     bar.set_ticks(ticks if ticks.size <= 12 else ticks[:: int(np.ceil(ticks.size / 12))])
     bar.set_ticklabels([f"{2 ** t:g}" for t in bar.get_ticks()])
-    bar.set_label("width")
+    bar.set_label(doc.get("scale_by", "width"))
     save_figure(fig, out)
 
 
@@ -64,12 +64,13 @@ def _sweep_panel(ax, res: dict, grid: Grid, cmap, norm) -> None:
     ax.grid(alpha=0.3, which="both")
 
 
-def _law_panel(ax, res: dict, target_width) -> None:
+def _law_panel(ax, res: dict, target_width, axis: str = "width") -> None:
     """lr* and max stable LR against width, log-log, with fitted power laws (Figure 4, bottom row)."""
     recs = [r for r in res["optima"] if r.get("lr") is not None]
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
-    ax.set_xlabel("width")
+    ax.set_xlabel(axis)
+    var = "L" if axis == "depth" else "n"
     ax.set_ylabel("learning rate")
     ax.grid(alpha=0.3, which="both")
     if not recs:
@@ -92,14 +93,14 @@ def _law_panel(ax, res: dict, target_width) -> None:
         fit = fit_power_law(w, lr)
         c = res["lr_constant"]
         ci = res["lr_exponent_ci"]
-        label = f"lr* ∝ n^{k:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+        label = f"lr* ∝ {var}^{k:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
         ax.plot(xs, c * xs**k, "-", color="C0", lw=1.5, label=label)
         if fit is not None and fit.dof >= 1:
             band = np.array([fit.predict_interval(x) for x in xs])
             ax.fill_between(xs, band[:, 0], band[:, 1], color="C0", alpha=0.15, lw=0)
     if res.get("max_stable_lr_exponent") is not None:
         km, cm = res["max_stable_lr_exponent"], res["max_stable_lr_constant"]
-        ax.plot(xs, cm * xs**km, "--", color="C3", lw=1.2, label=f"max stable ∝ n^{km:.2f}")
+        ax.plot(xs, cm * xs**km, "--", color="C3", lw=1.2, label=f"max stable ∝ {var}^{km:.2f}")
     if target_width and res.get("predicted_lr") is not None:
         p, pci = res["predicted_lr"], res["predicted_lr_ci"] or [res["predicted_lr"]] * 2
         ax.errorbar([target_width], [p], yerr=[[p - pci[0]], [pci[1] - p]], fmt="D", color="black", ms=6,

@@ -183,17 +183,36 @@ def script_prescription(doc: dict, depth_free: bool) -> dict:
             raise UserError(f"prescription: tensor {t['name']} has no sigma or no exponents; "
                             "write it with `scaleadvise prescribe --json`")
         key = re.sub(r"^blocks\.\d+\.", "blocks.*.", t["name"])
-        row = (t["layer_type"], t["kind"], t["init"], t["sigma"])
+        row = (t["layer_type"], t["kind"], t["init"], t["sigma"]) + ((t["residual"],) if "residual" in t else ())
         if tensors.setdefault(key, row) != row:
             raise UserError(f"prescription: the blocks disagree on {key} ({tensors[key]} and {row})")
     eps_mode = doc.get("eps_mode", "constant")
     layers = {t: {"a": v["a"], "b": v["b"], "c": v["c"], "gamma": v["gamma"],
                   "e": None if eps_mode == "none" else v.get("eps_exponent", 0.0)} for t, v in doc["layers"].items()}
-    return {"parameterization": doc.get("parameterization"), "optimizer": doc["optimizer"],
-            "attention_scale": doc["attention_scale"], "base_width": doc["base_width"], "base_lr": doc["base_lr"],
-            "base_eps": None if eps_mode == "none" else doc.get("base_eps"),
-            "model": {k: m[k] for k in ("width", "depth", "head_dim", "context", "vocab", "ffn")} | {
-                "depth_free": depth_free}, "layers": layers, "tensors": tensors}
+    out = {"parameterization": doc.get("parameterization"), "optimizer": doc["optimizer"],
+           "attention_scale": doc["attention_scale"], "base_width": doc["base_width"], "base_lr": doc["base_lr"],
+           "base_eps": None if eps_mode == "none" else doc.get("base_eps"),
+           "model": {k: m[k] for k in ("width", "depth", "head_dim", "context", "vocab", "ffn")} | {
+               "depth_free": depth_free}, "layers": layers, "tensors": tensors}
+    return out | _depth_and_decay(doc, eps_mode)
+
+
+def _depth_and_decay(doc: dict, eps_mode: str) -> dict:
+    """The depth exponents (core/depth.py) and the decay (core/weight_decay.py) the script's rule
+    applies, only where the prescription has them: per position (residual branch or trunk) the
+    powers of L/L0 of the branch multiplier, the LR and the epsilon (0 for a constant epsilon,
+    None without one); the decay's convention, λ and whether norm gains and biases decay."""
+    out: dict = {}
+    if doc.get("depth"):
+        d = doc["depth"]
+        out["depth"] = {"depth_param": d["depth_param"], "alpha": d["alpha"], "base_depth": d["base_depth"],
+                        "exponents": {pos: {"multiplier": x["multiplier"], "lr": x["lr"],
+                                            "eps": None if x["eps"] is None else x["eps"] if eps_mode == "per-layer"
+                                            else 0.0} for pos, x in d["exponents"].items()}}
+    if doc.get("weight_decay"):
+        w = doc["weight_decay"]
+        out["weight_decay"] = {"convention": w["convention"], "lambda": w["lambda"], "vectors": w["vectors"]}
+    return out
 
 
 def _g(value) -> str:
@@ -214,6 +233,24 @@ def data_block(pres: dict, doc: dict) -> str:
     values = {t: f"lr {_g(v['lr'])}, init std {_g(v['init_std'])}, eps {_g(v['eps'])}" for t, v in doc["layers"].items()}
     layers = "\n".join(f"        {_py(t)}: {_py(v)},  # {values[t]}" for t, v in pres["layers"].items())
     tensors = "\n".join(f"        {_py(k)}: {_py(v)}," for k, v in pres["tensors"].items())
+    extra = ""
+    if "depth" in pres:  # two lines: the parameterization, then its exponents per position
+        d = {k: v for k, v in pres["depth"].items() if k != "exponents"}
+        extra += f'    "depth": {_py(d)[:-1]},\n              "exponents": {_py(pres["depth"]["exponents"])}}},\n'
+    if "weight_decay" in pres:
+        extra += f'    "weight_decay": {_py(pres["weight_decay"])},\n'
+    notes = ""
+    if "depth" in pres:
+        d = pres["depth"]
+        notes += (f"\n# Depth: {d['depth_param']} (alpha = {d['alpha']:g}, scaleadvise/core/depth.py): every residual branch's "
+                  f"output x (L/{d['base_depth']})^-alpha,\n# a tensor's LR and epsilon x (L/{d['base_depth']})^x for its "
+                  "position's exponent x, at the depth L trained.")
+    if "weight_decay" in pres:
+        w = pres["weight_decay"]
+        what = "every decayed tensor by lr_l x λ" if w["convention"] == "coupled" else "every decayed tensor by λ"
+        notes += (f"\n# Weight decay (scaleadvise/core/weight_decay.py), convention {w['convention']}: after each step "
+                  f"the script shrinks\n# {what} (x the LR schedule); matrices and tables"
+                  f"{', norm gains and biases' if w['vectors'] else ' only'}. --weight-decay X replaces it by X on matrices.")
     top = ", ".join(f"{_py(k)}: {_py(pres[k])}" for k in ("parameterization", "optimizer", "attention_scale"))
     base = ", ".join(f"{_py(k)}: {_py(pres[k])}" for k in ("base_width", "base_lr", "base_eps"))
     scale = "1/sqrt(head_dim)" if pres["attention_scale"] == "sqrt" else "1/head_dim"
@@ -221,7 +258,7 @@ def data_block(pres: dict, doc: dict) -> str:
 # per-tensor rule below (scaleadvise/core/rule.py), which this script evaluates at the size it
 # trains: multiplier n_t^-a, init std sigma n_t^-b, LR base_lr gamma (n/base_width)^-c, epsilon
 # base_eps (n/base_width)^-e; n_t is a tensor's fan-in (hidden, readout) or width (embedding
-# type), n the model width. Attention logits x {scale} (C.2).
+# type), n the model width. Attention logits x {scale} (C.2).{notes}
 PRESCRIPTION = {{
     {top},
     {base},
@@ -229,10 +266,10 @@ PRESCRIPTION = {{
     "layers": {{  # per layer type; the comments give the values at width {doc["model"]["width"]}
 {layers}
     }},
-    "tensors": {{  # name (blocks.* is every block): (layer type, layout, init, sigma)
+    "tensors": {{  # name (blocks.* is every block): (layer type, layout, init, sigma{", on a residual branch" if "depth" in pres else ""})
 {tensors}
     }},
-}}
+{extra}}}
 '''
 
 

@@ -56,18 +56,21 @@ def apply_values(slots: Iterable[Tuple[nn.Module, str, Dict[str, Any]]], init: b
 
 
 def param_groups(params: Iterable[Tuple[torch.Tensor, Dict[str, Any]]]) -> List[Dict[str, Any]]:
-    """One optimizer group per distinct (layer type, lr, eps), in order of first appearance,
-    each with ``params``, ``layer_type``, ``lr`` and ``eps`` where there is one: the
+    """One optimizer group per distinct (layer type, lr, eps, weight decay), in order of first
+    appearance, each with ``params``, ``layer_type``, ``lr``, and ``eps`` and ``weight_decay``
+    where there is one (the decay in the optimizer's convention, ``core.weight_decay``): the
     prescription gives one LR and one epsilon per layer type (§4.2, §4.3), and few groups
     mean few fused-kernel launches. Pass the parameters the optimizer will see: after
     FSDP2's ``fully_shard`` (which replaces them) or DDP."""
     groups: Dict[Tuple[Any, ...], Dict[str, Any]] = {}
     for p, v in params:
-        eps = v.get("eps")
-        key = (v["layer_type"], v["lr"], eps)
+        eps, wd = v.get("eps"), v.get("weight_decay")  # weight_decay: only with a prescribed decay
+        key = (v["layer_type"], v["lr"], eps, wd)
         if key not in groups:
             groups[key] = {"params": [], "layer_type": v["layer_type"], "lr": v["lr"]}
             if eps is not None:
                 groups[key]["eps"] = eps
+            if wd is not None:
+                groups[key]["weight_decay"] = wd
         groups[key]["params"].append(p)
     return list(groups.values())

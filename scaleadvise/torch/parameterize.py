@@ -37,12 +37,19 @@ tensor, before the multiplier): save and load between parameterized models as us
 FSDP2's ``fully_shard`` and DDP replace or wrap the parameters: build the optimizer from
 ``param_groups(model)`` *after* wrapping (the groups ``parameterize`` returns hold the
 parameters as they were before).
+
+Depth and weight decay (``core.depth``, ``core.weight_decay``): with ``depth_param=`` the
+residual branches are found from the model's structure (``scaleadvise.torch.residual``), or
+named with ``residual_branches=`` / ``residual_params=``; each branch output is multiplied
+by (L/L0)^-alpha (a forward hook) and each branch tensor's group gets the depth factors of
+its LR and epsilon. ``weight_decay=`` / ``wd_timescale=`` put each group's ``weight_decay`` in
+torch's convention (λ / lr_l) or, with ``wd_convention="coupled"``, torch's coefficient as is.
 """
 
 import fnmatch
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -74,6 +81,7 @@ class Slot:
     shape: list[int]
     label: Label | None = None
     why: str = ""
+    residual: bool = False  # on a residual branch (scaleadvise.torch.residual)
 
     @property
     def tensor_name(self) -> str:
@@ -162,9 +170,9 @@ def classify(
     for pattern, label in patterns.items():
         if label not in LABELS:
             raise UserError(f"layer_types[{pattern!r}]: unknown layer type {label!r} (known: {', '.join(LABELS)})")
-    yaml_types: dict[str, tuple[Label, list[int]]] = {}
+    yaml_types: dict[str, tuple[Label, list[int], TensorKind]] = {}
     if model_yaml is not None:
-        yaml_types = {t.name: (t.layer_type, t.shape) for t in expand(load_model(model_yaml), width)}
+        yaml_types = {t.name: (t.layer_type, t.shape, t.kind) for t in expand(load_model(model_yaml), width)}
     base = None if base_model is None else {_plain_name(n): list(p.shape) for n, p in base_model.named_parameters()}
 
     slots = _slots(model)
@@ -175,7 +183,8 @@ def classify(
         elif (label := _from_patterns(s, patterns)) is not None:
             s.label, s.why = label, "layer_types"
         elif s.tensor_name in yaml_types:
-            s.label, shape = yaml_types[s.tensor_name]
+            # The YAML's layout too: a table kept as a bare Parameter (not nn.Embedding) is an embedding.
+            s.label, shape, s.kind = yaml_types[s.tensor_name]
             if shape != s.shape:
                 raise UserError(f"{model_yaml}: {s.tensor_name} has shape {shape} at width {width}, "
                                 f"the model has {s.shape}")
@@ -200,7 +209,7 @@ def classify(
 def _tensor(s: Slot) -> Tensor:
     fan_in, fan_out = fans(s.kind, s.shape)
     return Tensor(name=s.tensor_name, kind=s.kind, shape=s.shape, fan_in=fan_in, fan_out=fan_out,
-                  layer_type=s.label, scale_dim=scale_dim(s.label, fan_in, fan_out))
+                  layer_type=s.label, scale_dim=scale_dim(s.label, fan_in, fan_out), residual=s.residual)
 
 
 def _already(model: nn.Module) -> str | None:
@@ -210,7 +219,9 @@ def _already(model: nn.Module) -> str | None:
         if P.is_parametrized(m) and any(isinstance(f, Multiplier) for plist in m.parametrizations.values()
                                         for f in plist):
             return name or "the model"
-    return None
+    from scaleadvise.torch.residual import has_hooks
+
+    return "the model" if has_hooks(model) else None
 
 
 def parameterize(
@@ -234,6 +245,16 @@ def parameterize(
     init: bool = True,
     generator: torch.Generator | None = None,
     hidden_chain: int | None = None,
+    depth_param: str = "none",
+    depth: int | None = None,
+    base_depth: int | None = None,
+    residual_branches: Sequence[str] | None = None,
+    residual_params: Sequence[str] | None = None,
+    weight_decay: float | None = None,
+    wd_timescale: str | float | None = None,
+    wd_convention: str | None = None,
+    tokens_per_step: int | None = None,
+    wd_vectors: bool = False,
 ) -> list[dict[str, Any]]:
     """Re-initialize ``model`` in place, attach its forward multipliers, and return one
     optimizer param group per (layer type, lr, eps), each with ``params``, ``lr``,
@@ -248,6 +269,12 @@ def parameterize(
     layers on the model's longest path (it matters only for a hidden omega > 1/2, see
     ``core/model.py``); by default every hidden tensor is counted, which errs towards the
     smaller (safer) embedding LR. u-muP is refused: its rules need unit-scaled ops.
+
+    ``depth_param`` ("depth-mup", "completep"), ``depth`` (the model's number of blocks; by
+    default the number of blocks whose residual branches were found) and ``base_depth`` scale
+    the residual branches (module doc); ``weight_decay`` ... ``wd_vectors`` mean what the
+    ``prescribe`` flags of the same names mean (``wd_convention`` "torch" or "coupled": torch's
+    optimizers multiply weight_decay by the group LR). Groups then also carry ``weight_decay``.
     """
     where = _already(model)
     if where is not None:
@@ -256,13 +283,24 @@ def parameterize(
     if custom is None and param.strip().lower() in ("umup", "u-mup", "u-μp"):
         raise UserError(f"parameterize: {UMUP_OPS_NOTE}")
     slots = classify(model, width, base_model, layer_types, model_yaml)
+    if wd_convention is not None and wd_convention.strip().lower() == "independent":
+        raise UserError("parameterize: wd_convention='independent' writes λ for an optimizer that does not multiply "
+                        "it by the LR; torch's optimizers do: use 'torch' (the same decay, written as λ / lr)")
+    branches = _residual(model, slots, depth_param, residual_branches, residual_params, model_yaml, width)
     pres = prescribe(PrescribeRequest(
         param="custom" if custom is not None else param, optim=optim, width=width, base_width=base_width,
         base_lr=base_lr, alignment=alignment, omega_readout=omega_readout, constants=constants, eps=eps,
         base_eps=base_eps, custom=custom, sgd_readout=sgd_readout, hidden_chain=hidden_chain,
-        module_tensors=[_tensor(s) for s in slots]))  # validates every argument
+        module_tensors=[_tensor(s) for s in slots], depth_param=depth_param,
+        depth=depth if depth is not None or branches is None else len(branches.blocks), base_depth=base_depth,
+        weight_decay=weight_decay, wd_timescale=wd_timescale, wd_convention=wd_convention,
+        tokens_per_step=tokens_per_step, wd_vectors=wd_vectors))  # validates every argument
     values = {s.name: vars(v) for s, v in zip(slots, pres.tensors)}
     apply.apply_values(((s.module, s.attr, values[s.name]) for s in slots), init=init, generator=generator)
+    if branches is not None and pres.residual_multiplier != 1.0:
+        from scaleadvise.torch.residual import attach
+
+        attach(model, branches.outputs, pres.residual_multiplier)  # type: ignore[arg-type]
 
     # Group settings per stored parameter name (parametrized ones end in ".original").
     settings: dict[str, dict[str, Any]] = {}
@@ -273,11 +311,43 @@ def parameterize(
         settings[stored] = {"layer_type": v["layer_type"], "lr": v["lr"]}
         if pres.eps_mode != "none":
             settings[stored]["eps"] = (v["eps"], 1e-3) if pres.optimizer == "adafactor" else v["eps"]
+        if v.get("weight_decay") is not None:
+            settings[stored]["weight_decay"] = v["weight_decay"]
     doc = pres.to_dict(tensors=False)
     doc.pop("model")
     doc["tensors"] = [{**values[s.name], "why": s.why} for s in slots]
+    if branches is not None:
+        doc["residual_branches"] = {"outputs": list(branches.outputs), "found": branches.how}
     setattr(model, MARK, {**doc, "param_groups": settings})
     return param_groups(model)
+
+
+def _residual(model: nn.Module, slots: list[Slot], depth_param: str, patterns: Sequence[str] | None,
+              extra: Sequence[str] | None, model_yaml: str | None, width: int):
+    """Mark the slots on residual branches (None when no depth parameterization is asked for)."""
+    from scaleadvise.core.depth import get_depth_param
+    from scaleadvise.torch.residual import find_branches, named_branches
+
+    if get_depth_param(depth_param) == "none":
+        if patterns or extra:
+            raise UserError("parameterize: residual_branches/residual_params need a depth_param")
+        return None
+    flagged = set() if model_yaml is None else {t.name for t in expand(load_model(model_yaml), width) if t.residual}
+    if patterns:
+        branches = named_branches(model, patterns, extra or (), flagged)
+    else:
+        branches = find_branches(model)
+        if not branches.outputs:
+            raise UserError("parameterize: found no residual branch (no x + f(x) in a forward that torch.fx can "
+                            "trace); name them: residual_branches=['blocks.*.attn', 'blocks.*.mlp']")
+        if flagged:
+            names = {s.name for s in slots}
+            if {n for n in branches.params if n in names} != {n for n in names if n.removesuffix(".weight") in flagged}:
+                raise UserError(f"{model_yaml}: its residual: true tensors are not the branches traced in the "
+                                "model; pass residual_branches= to say which are")
+    for s in slots:
+        s.residual = s.name in branches.params
+    return branches
 
 
 def param_groups(model: nn.Module) -> list[dict[str, Any]]:
@@ -290,8 +360,10 @@ def param_groups(model: nn.Module) -> list[dict[str, Any]]:
     settings = getattr(found[1], MARK)["param_groups"]
     out = apply.param_groups((tensor, settings[name]) for name, tensor in found[1].named_parameters())
     for g in out:
-        several = sum(h["layer_type"] == g["layer_type"] for h in out) > 1
-        g["name"] = f"{g['layer_type']} (lr {g['lr']:.3g})" if several else g["layer_type"]
+        same = [h for h in out if h["layer_type"] == g["layer_type"]]
+        wd = len({h.get("weight_decay") for h in same}) > 1
+        g["name"] = (f"{g['layer_type']} (lr {g['lr']:.3g}" + (f", wd {g['weight_decay']:.3g})" if wd else ")")
+                     if len(same) > 1 else g["layer_type"])
     return out
 
 

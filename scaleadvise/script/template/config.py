@@ -58,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--warmup", type=EVERY, default=None, help="linear warmup steps (default: min(1000, steps/10))")
     a("--beta1", type=NONNEGATIVE, default=0.9, help="Adam beta1, SGD momentum (Table C2)")
     a("--beta2", type=NONNEGATIVE, default=0.98, help="Adam beta2 (Table C2)")
-    a("--weight-decay", type=NONNEGATIVE, default=None, help="decoupled, LR-independent (App. G); default: adamw "
-                                                             "1e-4, else 0")
+    a("--weight-decay", type=NONNEGATIVE, default=None, help="decoupled, LR-independent (App. G), per step on every "
+                                                             "matrix; default: the prescription's decay (its data "
+                                                             "block), else adamw 1e-4, else 0")
     a("--clip", type=NONNEGATIVE, default=0.0, help="clip the global gradient norm (0: off)")
     a("--seed", type=int, default=0, help="init and batch order")
     a("--width", type=SIZE, default=None, help="model width (head dim fixed; default: the prescription's)")

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaleadvise.core.rule import epsilon, fans, init_std, learning_rate, multiplier, scale_dim
+from scaleadvise.core.rule import (decay_per_step, depth_factor, epsilon, fans, init_std, learning_rate, multiplier,
+                                   scale_dim, weight_decay)
 from scaleadvise.script.template.config import BadInput
 from scaleadvise.torch.apply import apply_values
 
@@ -87,14 +88,19 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
+    res_mult = 1.0  # the residual multiplier (L/L0)^-alpha of a depth parameterization (core/depth.py)
+
     def __init__(self, width: int, heads: int, ffn: int, attention_scale: str):
         super().__init__()
         self.attn_norm, self.attn = ScaleNorm(width), Attention(width, heads, attention_scale)
         self.mlp_norm, self.mlp = ScaleNorm(width), MLP(width, ffn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x))
-        return x + self.mlp(self.mlp_norm(x))
+        if self.res_mult == 1.0:
+            x = x + self.attn(self.attn_norm(x))
+            return x + self.mlp(self.mlp_norm(x))
+        x = x + self.res_mult * self.attn(self.attn_norm(x))
+        return x + self.res_mult * self.mlp(self.mlp_norm(x))
 
 
 class NanoDO(nn.Module):
@@ -142,15 +148,25 @@ def tensor_name(param_name: str) -> str:
     return param_name[: -len(".weight")] if param_name.endswith(".weight") else param_name
 
 
-def tensor_values(pres: dict, name: str, shape, width: int, base_lr: float) -> dict:
-    """One tensor's numbers at `width`: the rule (above) on the prescription's data."""
-    layer_type, kind, init, sigma = pres["tensors"][re.sub(r"^blocks\.\d+\.", "blocks.*.", name)]
+def tensor_values(pres: dict, name: str, shape, width: int, base_lr: float, depth=None) -> dict:
+    """One tensor's numbers at `width` (and `depth`): the rule (above) on the prescription's data.
+    `decay`: the fraction the script shrinks it by per step at the peak LR (weight decay)."""
+    layer_type, kind, init, sigma, *branch = pres["tensors"][re.sub(r"^blocks\.\d+\.", "blocks.*.", name)]
     L = pres["layers"][layer_type]
     n_t = scale_dim(layer_type, *fans(kind, shape))
-    return {"layer_type": layer_type, "init": init, "init_std": init_std(sigma, L["b"], n_t),
-            "multiplier": multiplier(L["a"], n_t), "scale_dim": n_t,
-            "lr": learning_rate(base_lr, L["gamma"], L["c"], width, pres["base_width"]),
-            "eps": epsilon(pres["base_eps"], L["e"], width, pres["base_width"])}
+    lr = learning_rate(base_lr, L["gamma"], L["c"], width, pres["base_width"])
+    eps = epsilon(pres["base_eps"], L["e"], width, pres["base_width"])
+    if "depth" in pres:  # core/depth.py: the factors of the tensor's position at the depth trained
+        x = pres["depth"]["exponents"]["branch" if branch and branch[0] else "trunk"]
+        L0, depth = pres["depth"]["base_depth"], depth or pres["model"]["depth"]
+        lr = lr * depth_factor(x["lr"], depth, L0)
+        eps = None if eps is None else eps * depth_factor(x["eps"], depth, L0)
+    out = {"layer_type": layer_type, "init": init, "init_std": init_std(sigma, L["b"], n_t),
+           "multiplier": multiplier(L["a"], n_t), "scale_dim": n_t, "lr": lr, "eps": eps}
+    wd = pres.get("weight_decay")
+    if wd and (kind in ("linear", "embedding") or wd["vectors"]):  # core/weight_decay.py
+        out["decay"] = decay_per_step(weight_decay(wd["lambda"], lr, wd["convention"]), lr, wd["convention"])
+    return out
 
 
 def build_model(pres: dict, size: dict, base_lr: float, seed: int, device) -> tuple[NanoDO, dict]:
@@ -161,9 +177,13 @@ def build_model(pres: dict, size: dict, base_lr: float, seed: int, device) -> tu
     for module_name, module in model.named_modules():
         for attr, p in module.named_parameters(recurse=False):
             name = tensor_name(f"{module_name}.{attr}")
-            values[name] = tensor_values(pres, name, tuple(p.shape), size["width"], base_lr)
+            values[name] = tensor_values(pres, name, tuple(p.shape), size["width"], base_lr, size["depth"])
             slots.append((module, attr, values[name]))
     apply_values(slots, generator=torch.Generator(device).manual_seed(seed))
+    if "depth" in pres:  # every residual branch's output x (L/L0)^-alpha
+        d = pres["depth"]
+        for block in model.blocks:
+            block.res_mult = depth_factor(d["exponents"]["branch"]["multiplier"], size["depth"], d["base_depth"])
     return model, values
 
 

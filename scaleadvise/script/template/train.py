@@ -144,8 +144,18 @@ def train(args, pres: dict, t_start: float) -> int:
         if compiled and (fused or optimizer in ("adam-atan2", "adam-ps")):  # a 0-dim LR: no recompile per value
             g["lr"] = torch.tensor(g["lr"], dtype=torch.float32, device=device)
     opt = make_optimizer(optimizer, groups, (args.beta1, args.beta2), fused)
-    decay = args.weight_decay if args.weight_decay is not None else 1e-4 if optimizer == "adamw" else 0.0
-    matrices = [p for p in model.parameters() if p.ndim >= 2]
+    # Decay per step after the update (App. G: not multiplied by the LR; times the schedule): the
+    # prescription's per tensor (the data block's weight_decay), else --weight-decay (default 1e-4
+    # for adamw) on every matrix.
+    decayed: dict[float, list] = {}
+    if args.weight_decay is None and "weight_decay" in pres:
+        for n, p in model.named_parameters():
+            if values[tensor_name(n)].get("decay"):
+                decayed.setdefault(values[tensor_name(n)]["decay"], []).append(p)
+    else:
+        decay = args.weight_decay if args.weight_decay is not None else 1e-4 if optimizer == "adamw" else 0.0
+        if decay:
+            decayed[decay] = [p for p in model.parameters() if p.ndim >= 2]
     autocast = lambda: torch.autocast(device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()  # noqa
 
     def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -240,9 +250,10 @@ def train(args, pres: dict, t_start: float) -> int:
         if args.clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
-        if decay:  # App. G: decoupled from the LR, scaled by the schedule only
+        if decayed:  # App. G: decoupled from the LR, scaled by the schedule only
             with torch.no_grad():
-                torch._foreach_mul_(matrices, 1.0 - decay * factor)
+                for rate, tensors in decayed.items():
+                    torch._foreach_mul_(tensors, 1.0 - rate * factor)
         done = step + 1
         if args.grads_every and (done % args.grads_every == 0 or done == 1):
             grads.write([{"width": size["width"], "step": done, **r} for r in gradient_scales(model, opt, dist)])
