@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scaleadvise.errors import UserError
-from scaleadvise.fit_optima import (INSTABILITY_RATIO, Grid, Optima, bootstrap_grids, build_grid, combine_codes,
-                                    dense_codes, final_steps, has_repeats, locate_optima, refined_interval)
-from scaleadvise.powerlaw import PowerLaw, batched_slopes, fit_loss_law, fit_power_law, grid_offsets
+from scaleadvise.fit_bowl import WINDOW, Averaged, estimate_optima, resample_optima
+from scaleadvise.fit_optima import (INSTABILITY_RATIO, Grid, Optima, _quantile, bootstrap_grids, build_grid,
+                                    combine_codes, dense_codes, final_steps, has_repeats, locate_optima)
+from scaleadvise.powerlaw import (PowerLaw, batched_slopes, fit_loss_law, fit_power_law, grid_offsets, line_weights,
+                                  scatter_variance)
 from scaleadvise.tables import Column, read_table
 
 SWEEP_COLUMNS = (
@@ -215,9 +217,17 @@ def transfer_verdict(k: float | None, ci: tuple[float, float] | None, tol: float
                   "add seeds, widths or a finer LR grid")
 
 
-def _width_records(grid: Grid, opt: Optima, level: float, notes: dict[str, list[int]]) -> list[dict]:
+def _exp2_interval(lo: float, hi: float) -> list[float] | None:
+    """[2^lo, 2^hi], or None when the interval is not finite (an optimum the data cannot place)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.exp2([lo, hi])
+    return [float(out[0]), float(out[1])] if np.isfinite(out).all() and out[0] > 0 else None
+
+
+def _width_records(grid: Grid, opt: Optima, avg: Averaged, level: float, notes: dict[str, list[int]]) -> list[dict]:
     """One JSON record per width (a loop over widths, never over rows)."""
     x = grid.log2_lr
+    pos = {int(r): i for i, r in enumerate(avg.rows)}
     records = []
     for i, width in enumerate(grid.widths):
         w = int(width) if float(width).is_integer() else float(width)
@@ -239,20 +249,22 @@ def _width_records(grid: Grid, opt: Optima, level: float, notes: dict[str, list[
             notes["edge_high"].append(w)
         if present.size < 3:
             notes["few_lrs"].append(w)
-        if opt.refined[i]:
-            iv = refined_interval(x, grid.loss[i], grid.std[i], grid.runs[i], opt.window[i], opt.coef[i], x[b], level)
-            rec.update(lr_refined=float(2.0 ** opt.log2_lr_refined[i]), loss_refined=float(opt.loss_refined[i]),
-                       lr_refined_ci=None if iv is None else [float(2.0 ** iv[0]), float(2.0 ** iv[1])],
-                       lr_refined_ci_from=None if iv is None else iv[2], refined=True)
+        j = pos[i]
+        est = avg.width(j)
+        h = _quantile(level, est.dof) * est.se
+        if avg.fitted[j]:
+            rec.update(lr_refined=float(2.0 ** est.value), loss_refined=float(avg.loss[j]),
+                       lr_refined_ci=_exp2_interval(est.value - h, est.value + h),
+                       lr_refined_ci_from=avg.noise_from, lr_refined_se_log2=est.se, refined=True)
         else:
             if present.size >= 3:
                 notes["not_refined"].append(w)
-            # Without a parabola the grid spacing is the resolution: halfway to each neighbour.
+            # Not located: the grid spacing is the resolution, halfway to each neighbour.
             lo = x[present[present < b][-1]] if (present < b).any() else x[b]
             hi = x[present[present > b][0]] if (present > b).any() else x[b]
             rec.update(lr_refined=float(grid.lrs[b]), loss_refined=float(grid.loss[i, b]),
                        lr_refined_ci=[float(2.0 ** ((lo + x[b]) / 2)), float(2.0 ** ((hi + x[b]) / 2))],
-                       lr_refined_ci_from="grid", refined=False)
+                       lr_refined_ci_from="grid", lr_refined_se_log2=est.se, refined=False)
         rec.update(max_stable_lr=float(grid.lrs[opt.max_stable[i]]), max_stable_censored=bool(opt.censored[i]))
         if opt.censored[i]:
             notes["censored"].append(w)
@@ -265,8 +277,8 @@ _NOTE_TEXT = {
     "edge_low": "the optimum is the smallest LR swept at width {w}: extend the sweep downward",
     "edge_high": "the optimum is the largest LR swept at width {w}: extend the sweep upward",
     "few_lrs": "fewer than three LRs at width {w}: no refinement, the best observed LR is used",
-    "not_refined": "no parabola through the optimum at width {w} (no stable LR on one side, or not convex); "
-                   "the best observed LR is used",
+    "not_refined": "the optimum could not be located at width {w} (fewer than four usable LRs near it, no stable "
+                   "LR on one side, or no convex bowl); the best observed LR is used, the grid spacing its error",
     "censored": "no unstable LR above the optimum at width {w}: the largest stable LR is only a lower bound "
                 "(C.1); extend the sweep upward to find the threshold",
 }
@@ -289,7 +301,7 @@ def _log2_optimum(opt: Optima, log2_lr: np.ndarray, method: str) -> np.ndarray:
     return opt.log2_lr_refined if method == "refined" else best
 
 
-def _bootstrap(grid: Grid, use: np.ndarray, use_ms: np.ndarray, opts: FitOptions, rng: np.random.Generator,
+def _bootstrap(grid: Grid, avg: Averaged, use_ms: np.ndarray, opts: FitOptions, rng: np.random.Generator,
                advance: Callable[[int], None] | None) -> dict[str, np.ndarray]:
     """Exponents (and predictions) of every replicate with seeds resampled per cell."""
     lx = np.log2(grid.widths)
@@ -297,14 +309,40 @@ def _bootstrap(grid: Grid, use: np.ndarray, use_ms: np.ndarray, opts: FitOptions
     out = {"k": [], "pred": [], "k_ms": [], "pred_ms": []}
     for y in bootstrap_grids(grid, opts.bootstrap, rng, advance):
         ob = locate_optima(grid.log2_lr, y, grid.present, opts.instability)
-        opt_b = np.where(use & ob.found, _log2_optimum(ob, grid.log2_lr, opts.optimum), np.nan)
-        k, pred = batched_slopes(lx, opt_b, target)
+        if opts.optimum == "refined":
+            opt_b = resample_optima(avg, grid.log2_lr, y, grid.runs)
+        else:
+            opt_b = np.where(ob.found, np.take(grid.log2_lr, ob.best), np.nan)[:, avg.rows]
+        k, pred = batched_slopes(lx[avg.rows], opt_b, target)
         ms = np.where(use_ms & ob.found & ~ob.censored, np.take(grid.log2_lr, ob.max_stable), np.nan)
         k_ms, pred_ms = batched_slopes(lx, ms, target)
         for name, v in (("k", k), ("pred", pred), ("k_ms", k_ms), ("pred_ms", pred_ms)):
             if v is not None:
                 out[name].append(v)
     return {k: np.concatenate(v) for k, v in out.items() if v}
+
+
+def _line(avg: Averaged, log2_widths: np.ndarray, target: float | None, level: float) -> dict:
+    """k and the prediction at the target from the model-averaged optima, with small-sample intervals.
+
+    Each estimate's variance is the optima's own (noise, shape uncertainty) plus their
+    scatter about the power law (``scatter_variance``, with n - 2 degrees of freedom);
+    the interval is Student-t with Satterthwaite's degrees of freedom. With two widths
+    there is no scatter to measure: the interval then assumes the optima lie on the law.
+    """
+    lx = log2_widths[avg.rows]
+    w_k, w_p = line_weights(lx, target)
+    tau2 = scatter_variance(lx, avg.values, avg.covs)
+    extra_dof = float(lx.size - 2) if lx.size > 2 else np.inf
+    out = {"tau": float(np.sqrt(avg.weights @ tau2))}
+    for name, w in (("k", w_k), ("pred", w_p)):
+        if w is None:
+            out[name] = None
+            continue
+        est = avg.linear(w, (w @ w) * tau2, extra_dof)
+        h = _quantile(level, round(est.dof, 1)) * est.se
+        out[name] = (est, (est.value - h, est.value + h))
+    return out
 
 
 def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng: np.random.Generator,
@@ -316,13 +354,16 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
     """
     grid = build_grid(width, lr, loss)
     opt = locate_optima(grid.log2_lr, grid.loss, grid.present, opts.instability)
+    avg = estimate_optima(grid.log2_lr, grid.loss, grid.std, grid.runs, opt.usable, grid.present, opt.found,
+                          opt.best, opt.log2_lr_refined)
     notes: dict[str, list] = {k: [] for k in _NOTE_TEXT}
-    records = _width_records(grid, opt, opts.level, notes)
+    records = _width_records(grid, opt, avg, opts.level, notes)
     warnings = [text.format(w=", ".join(str(v) for v in ws)).replace("width ", "widths " if len(ws) > 1 else "width ")
                 for kind, text in _NOTE_TEXT.items() if (ws := notes[kind])]
 
     use = opt.found
-    log2_opt = _log2_optimum(opt, grid.log2_lr, opts.optimum)
+    log2_opt = np.full(grid.widths.size, np.nan)
+    log2_opt[avg.rows] = avg.v if opts.optimum == "refined" else np.take(grid.log2_lr, opt.best[avg.rows])
     pl = fit_power_law(grid.widths[use], 2.0 ** log2_opt[use])
     pl_obs = fit_power_law(grid.widths[use], grid.lrs[opt.best[use]])
     use_ms = use & ~opt.censored
@@ -335,9 +376,11 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
     resampled = opts.bootstrap > 0 and pl is not None and has_repeats(grid)
     if resampled:
         advance = None if progress is None else progress(_label(key), opts.bootstrap)
-        boot = _bootstrap(grid, use, use_ms, opts, rng, advance)
+        boot = _bootstrap(grid, avg, use_ms, opts, rng, advance)
 
     target = None if opts.target_width is None else float(np.log2(opts.target_width))
+    line = _line(avg, np.log2(grid.widths), target, opts.level) if pl is not None and opts.optimum == "refined" \
+        else None
 
     def summary(fit: PowerLaw | None, kb: str, pb: str, mask: np.ndarray, gaps: tuple | None) -> dict:
         if fit is None:
@@ -365,6 +408,12 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
     _, ms_above = _grid_gaps(grid, opt.max_stable)
     observed_gaps = (-below / 2.0, above / 2.0) if opts.optimum == "observed" else None
     lr_fit = summary(pl, "k", "pred", use, observed_gaps)
+    if line is not None:  # the refined optima: the small-sample interval replaces the envelope
+        (k_est, k_ci), pred = line["k"], line["pred"]
+        lr_fit.update(se=k_est.se, ci=k_ci if np.isfinite(k_ci).all() else None, dof=k_est.dof)
+        if pred is not None:
+            ci = _exp2_interval(*pred[1])
+            lr_fit.update(predicted_ci=None if ci is None else tuple(ci), predicted_se_log2=pred[0].se)
     ms_fit = summary(pl_ms, "k_ms", "pred_ms", use_ms, (np.zeros_like(ms_above), ms_above))
     transfer, verdict = transfer_verdict(lr_fit["exponent"], lr_fit["ci"], opts.transfer_tol)
     law = fit_loss_law(grid.widths[use], opt.min_loss[use])
@@ -375,16 +424,18 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
         "key": key, "label": _label(key), "runs": int(grid.runs.sum()),
         "widths": [r["width"] for r in records], "optima": records,
         "lr_exponent": lr_fit["exponent"], "lr_exponent_se": lr_fit["se"], "lr_exponent_ci": lr_fit["ci"],
+        "lr_exponent_dof": lr_fit.get("dof"),
         "lr_exponent_ci_t": lr_fit["ci_t"], "lr_exponent_ci_bootstrap": lr_fit["ci_bootstrap"],
         "lr_exponent_ci_grid": lr_fit.get("ci_grid"),
         "lr_constant": lr_fit["constant"], "lr_exponent_observed": None if pl_obs is None else pl_obs.k,
-        "optimum_method": opts.optimum,
+        "optimum_method": opts.optimum, "optimum_model": _model_doc(avg, line),
         "max_stable_lr_exponent": ms_fit["exponent"], "max_stable_lr_exponent_ci": ms_fit["ci"],
         "max_stable_lr_constant": ms_fit["constant"],
         "transfer": transfer, "transfer_tol": opts.transfer_tol, "verdict": verdict,
         "lr_factor_per_doubling": None if pl is None else 2.0 ** pl.k,
         "target_width": opts.target_width,
         **({"predicted_lr": lr_fit["predicted"], "predicted_lr_ci": lr_fit["predicted_ci"],
+            "predicted_lr_se_log2": lr_fit.get("predicted_se_log2"),
             "predicted_max_stable_lr": ms_fit["predicted"], "predicted_max_stable_lr_ci": ms_fit["predicted_ci"]}
            if opts.target_width is not None else {}),
         "loss_law": None if law is None else {
@@ -395,6 +446,16 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
                       "level": opts.level},
         "warnings": warnings,
     }, grid
+
+
+def _model_doc(avg: Averaged, line: dict | None) -> dict:
+    """How the per-width optima were located (fit_bowl), for the JSON document."""
+    return {"shapes": {s: float(w) for s, w in zip(avg.shapes, avg.weights)},
+            "shape_parameters": {s: float(p) for s, p in zip(avg.shapes, avg.p)},
+            "window_octaves": WINDOW, "noise_from": avg.noise_from,
+            "noise_dof": None if not np.isfinite(avg.dof).all() else float(avg.weights @ avg.dof),
+            "widths_located": int(avg.fitted.sum()),
+            "between_width_sd": None if line is None else line["tau"]}
 
 
 def _label(key: dict) -> str:

@@ -68,6 +68,10 @@ def _families() -> tuple[Family, ...]:
     out.append(replace(base, name="skew=2, widths=2", skew=2.0, n_widths=2))
     out.append(replace(base, name="exp, widths=6, seeds=4", shape="exp", skew=1.5, n_widths=6, seeds=4))
     out.append(replace(base, name="exp, seeds=1", shape="exp", skew=1.5, seeds=1))
+    out.append(replace(base, name="skew=2, widths=6, seeds=4, noise=0.003", skew=2.0, n_widths=6, seeds=4,
+                       noise=0.003))
+    out.append(replace(base, name="exp, widths=6, seeds=4, noise=0.003", shape="exp", skew=1.5, n_widths=6,
+                       seeds=4, noise=0.003))
     out.append(replace(base, name="diverge at 1.5 oct", diverge_octaves=1.5))
     out.append(replace(base, name="exp, diverge at 1 oct", shape="exp", skew=1.5, diverge_octaves=1.0))
     out.append(replace(base, name="grid step 1 oct", step=1.0))

@@ -208,6 +208,7 @@ class Optima:
     window: np.ndarray  # (..., W, L) bool: the points the parabola used
     max_stable: np.ndarray  # int index of the largest stable LR
     censored: np.ndarray  # bool: no unstable LR above the optimum, so max_stable is a lower bound
+    usable: np.ndarray  # (..., W, L) bool: finite and not past the first unstable LR (what a bowl may fit)
 
 
 def _last_true(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -269,16 +270,19 @@ def locate_optima(log2_lr: np.ndarray, loss: np.ndarray, present: np.ndarray,
         found=found, best=best, min_loss=min_loss, refined=refined,
         log2_lr_refined=np.where(found, best_log2 + vertex, np.nan),
         loss_refined=np.where(refined, a + b * vertex + c * vertex**2, min_loss),
-        coef=coef, window=win, max_stable=max_stable, censored=censored,
+        coef=coef, window=win, max_stable=max_stable, censored=censored, usable=usable,
     )
 
 
-@lru_cache(maxsize=64)
-def _quantile(level: float, dof: int | None) -> float:
-    """Two-sided normal (dof None) or Student-t quantile; cached, scipy's ppf is slow per call."""
+@lru_cache(maxsize=256)
+def _quantile(level: float, dof: float | None) -> float:
+    """Two-sided normal (dof None or inf) or Student-t quantile (any dof > 0, fractional from
+    Satterthwaite); cached, scipy's ppf is slow per call."""
     from scipy.stats import norm, t
 
-    return float(norm.ppf(0.5 + level / 2) if dof is None else t.ppf(0.5 + level / 2, dof))
+    if dof is None or not np.isfinite(dof) or dof > 1e6:
+        return float(norm.ppf(0.5 + level / 2))
+    return float(t.ppf(0.5 + level / 2, dof))
 
 
 def refined_interval(log2_lr: np.ndarray, loss: np.ndarray, std: np.ndarray, runs: np.ndarray,

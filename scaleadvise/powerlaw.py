@@ -223,3 +223,31 @@ def grid_offsets(log2_x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     if target_log2_x is None:
         return k_off, None
     return k_off, bound(1.0 / lx.size + (target_log2_x - lx.mean()) * w_k)
+
+
+def line_weights(log2_x: np.ndarray, target_log2_x: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The least-squares line as linear maps of the y values: slope = w_k @ y and, at
+    the target, prediction = w_p @ y (w_p = 1/n + (x_t - mean x) w_k)."""
+    lx = np.asarray(log2_x, dtype=float)
+    dx = lx - lx.mean()
+    w_k = dx / float(dx @ dx)
+    return w_k, None if target_log2_x is None else 1.0 / lx.size + (target_log2_x - lx.mean()) * w_k
+
+
+def scatter_variance(log2_x: np.ndarray, values: np.ndarray, covs: np.ndarray) -> np.ndarray:
+    """Variance of the points about the line beyond their own errors, one per row of ``values``.
+
+    The method-of-moments estimate of a random-effects meta-regression (DerSimonian &
+    Laird 1986, extended to a slope and to correlated estimates): with H the hat matrix
+    of the line and S the points' covariance, E[e'e] = tr((I - H)(S + tau2 I)), so
+    tau2 = max(0, (e'e - tr((I - H) S)) / (n - 2)). Zero with two points (nothing to see).
+    """
+    lx = np.asarray(log2_x, dtype=float)
+    n = lx.size
+    if n < 3:
+        return np.zeros(len(values))
+    X = np.stack([np.ones(n), lx - lx.mean()], 1)
+    resid_maker = np.eye(n) - X @ np.linalg.solve(X.T @ X, X.T)
+    e = values @ resid_maker.T  # (M, n) residuals of each row's line
+    own = np.einsum("ij,mji->m", resid_maker, covs)
+    return np.maximum(0.0, ((e * e).sum(-1) - own) / (n - 2))

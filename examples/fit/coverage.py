@@ -6,7 +6,7 @@ the table gives how often the intervals for the exponent k and for predicted_lr 
 width 16384 contain the truth, and the mean errors of the estimates.
 
     python examples/fit/coverage.py --reps 200                 # every family
-    python examples/fit/coverage.py --reps 400 --only base,widths=2 --json out.json
+    python examples/fit/coverage.py --reps 400 --only "base;widths=2" --json out.json
 """
 
 import argparse
@@ -27,10 +27,10 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bootstrap", type=int, default=FitOptions().bootstrap)
-    ap.add_argument("--only", default=None, help="comma-separated family names")
+    ap.add_argument("--only", default=None, help="family names separated by semicolons")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     args = ap.parse_args()
-    fams = FAMILIES if args.only is None else [f for f in FAMILIES if f.name in args.only.split(",")]
+    fams = FAMILIES if args.only is None else [f for f in FAMILIES if f.name in args.only.split(";")]
     opts = replace(FitOptions(), bootstrap=args.bootstrap)
     rows = []
     print(f"{'family':28s} {'reps':>5s} {'cover k':>8s} {'cover lr':>9s} {'no CI':>6s} {'bias k':>8s} "

@@ -1,0 +1,420 @@
+"""Each width's optimal LR from one loss-vs-log2(lr) bowl shared by all widths.
+
+Why not a parabola per width: real sweeps are steeper above the optimum than
+below, and a symmetric parabola's vertex then sits below the true optimum by a
+sizeable fraction of an octave (0.2 octaves on a bowl three times steeper
+above). A separate asymmetric fit per width removes that bias but multiplies
+the variance (the asymmetry and the location trade off within a few points).
+What transfers across width is the *shape* of the bowl (the premise of
+muTransfer and of the paper's Figure 4), so the shape is fitted once, from every
+width, and each width keeps its own height a_i, curvature c_i and location v_i:
+
+    loss(x) = a_i + c_i * g(x - v_i; p),   x = log2 lr,  g(0) = g'(0) = 0, g''(0) = 2
+
+for three shape families (``bowl``): ``symmetric`` (g = d^2), ``kinked`` (d^2,
+times e^p above the optimum) and ``exponential`` (2 (e^(p d) - 1 - p d) / p^2:
+linear-ish below, exponential above). Each is a nonlinear least-squares fit,
+by Levenberg-Marquardt over all widths at once (the normal equations are
+block-diagonal per width plus the shared p: solved by the Schur complement),
+to each width's cells within WINDOW octaves of its optimum (never past the
+first unstable LR of C.1), weighted by their number of runs.
+
+Model error: the three fits are averaged with Akaike weights (AICc, Hurvich &
+Tsai 1989, on the runs-level Gaussian likelihood), and the uncertainty of the
+average includes the spread between the models (Buckland, Burnham & Augustin
+1997, "Model selection: an integral part of inference", eq. 9), so a shape the
+data cannot pin down widens the interval instead of biasing it. The noise
+level is that of the runs-level regression: seed scatter within cells plus
+the fit's lack of fit, (SS_seeds + RSS) / (runs - parameters), with as many
+degrees of freedom; a single-seed sweep gets it from the residuals alone.
+
+Widths whose window cannot locate a minimum (fewer than four cells, or the
+best LR at an end of its usable range) are left to the caller: ``fitted`` is
+False there.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SHAPES = ("symmetric", "kinked", "exponential")
+WINDOW = 1.5  # octaves either side of each width's optimum (and at least two grid steps)
+MIN_CELLS = 4  # a, c, v and one residual degree of freedom per width
+_P_BOUNDS = {"kinked": (-3.0, 3.0), "exponential": (-4.0, 4.0)}
+_P_GRID = {"symmetric": (0.0,), "kinked": (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0),
+           "exponential": (-1.5, -0.75, 0.0, 0.75, 1.5, 2.5)}
+
+
+def bowl(d: np.ndarray, shape: str, p: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """g(d; p), dg/dd and dg/dp for one shape family (module docstring)."""
+    if shape == "symmetric":
+        return d * d, 2.0 * d, np.zeros_like(d)
+    if shape == "kinked":
+        up = d > 0
+        s = np.where(up, np.exp(p), 1.0)
+        return d * d * s, 2.0 * d * s, np.where(up, d * d * s, 0.0)
+    if abs(p) < 1e-4:  # the series of 2 (e^z - 1 - z) / p^2, z = p d: no cancellation near 0
+        return d * d + p * d**3 / 3.0, 2.0 * d + p * d * d, d**3 / 3.0 + p * d**4 / 6.0
+    z = np.clip(p * d, -60.0, 60.0)
+    em1 = np.expm1(z)
+    g = 2.0 * (em1 - z) / (p * p)
+    return g, 2.0 * em1 / p, 2.0 * d * em1 / (p * p) - 2.0 * g / p
+
+
+@dataclass(frozen=True)
+class Cells:
+    """The window cells of the fitted widths, flattened: one entry per (width, lr) cell."""
+
+    width: np.ndarray  # (n,) index into the fitted widths 0..W-1
+    x: np.ndarray  # (n,) log2 lr
+    y: np.ndarray  # (n,) mean loss of the cell
+    m: np.ndarray  # (n,) runs in the cell (the weight)
+    n_widths: int
+    ss_seeds: float  # sum over cells of the within-cell sum of squares
+    dof_seeds: float  # sum over cells of (runs - 1)
+    onehot: np.ndarray  # (n, W): per-width sums as one matrix product
+
+    def sums(self, values: np.ndarray) -> np.ndarray:
+        """Per-width sums of ``values`` (..., n) -> (..., W)."""
+        return values @ self.onehot
+
+
+@dataclass(frozen=True)
+class ShapeFit:
+    """One shape family fitted to every width at once."""
+
+    shape: str
+    p: float
+    a: np.ndarray  # (W,) loss at the optimum
+    c: np.ndarray  # (W,) curvature scale
+    v: np.ndarray  # (W,) log2 of the optimal LR
+    cov_unit: np.ndarray  # (W, W) covariance of v per unit noise variance
+    rss: float  # weighted residual sum of squares of the cell means
+    n_params: int
+    bad: np.ndarray  # (W,) bool: no convex bowl, or its minimum not inside the width's window
+
+    def noise(self, cells: Cells) -> tuple[float, float]:
+        """(sigma^2 of one run, its degrees of freedom): runs-level residual mean square."""
+        dof = float(cells.m.sum()) - self.n_params
+        return ((cells.ss_seeds + self.rss) / dof, dof) if dof > 0 else (float("nan"), 0.0)
+
+    def aicc(self, cells: Cells) -> float:
+        """AICc of the runs-level Gaussian model (Hurvich & Tsai 1989), for Akaike weights."""
+        n, k = float(cells.m.sum()), self.n_params + 1  # + the noise variance
+        rss = max(cells.ss_seeds + self.rss, 1e-300)
+        return n * np.log(rss / n) + 2 * k + (2 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0 else np.inf)
+
+
+def _profile(cells: Cells, g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each width, weighted least squares of y = a + c g: (a, c, rss), over leading axes of g."""
+    m, y = cells.m, cells.y
+    mg = m * g
+    sw, sy, syy = cells.sums(np.stack([m, m * y, m * y * y]))
+    sg, sgg, sgy = cells.sums(np.stack([mg, mg * g, mg * y]))
+    det = sw * sgg - sg * sg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = (sw * sgy - sg * sy) / det
+        a = (sy - c * sg) / sw
+    return a, c, syy - a * sy - c * sgy
+
+
+def _search(cells: Cells, shape: str, v0: np.ndarray, step: float) -> tuple[float, np.ndarray] | None:
+    """Coarse start: every p of the shape's grid, every v within 3/4 octave of v0 (per width)."""
+    offsets = np.arange(-0.75, 0.75 + 1e-9, step / 4.0)
+    d = cells.x[None, :] - (v0[cells.width][None, :] + offsets[:, None])  # (V, n)
+    best_total, best = np.inf, None
+    for p in _P_GRID[shape]:
+        _, c, rss = _profile(cells, bowl(d, shape, p)[0])  # (V, W)
+        rss = np.where(np.isfinite(rss) & (c > 0), rss, np.inf)
+        j = np.argmin(rss, axis=0)
+        total = float(rss[j, np.arange(cells.n_widths)].sum())
+        if total < best_total:
+            best_total, best = total, (p, v0 + offsets[j])
+    return best if np.isfinite(best_total) else None
+
+
+def fit_shape(cells: Cells, shape: str, v0: np.ndarray, step: float, iterations: int = 60) -> ShapeFit | None:
+    """Levenberg-Marquardt over (a_i, c_i, v_i) per width and the shared p (None if it cannot start).
+
+    Each v_i stays within the LRs of its window: a minimum outside them would be an
+    extrapolation, and such a width is marked ``bad`` (as is one whose bowl is not convex).
+    """
+    start = _search(cells, shape, v0, step)
+    if start is None:
+        return None
+    p, v = start
+    W, wi, m = cells.n_widths, cells.width, cells.m
+    lo_v = np.full(W, np.inf)
+    np.minimum.at(lo_v, wi, cells.x)
+    hi_v = np.full(W, -np.inf)
+    np.maximum.at(hi_v, wi, cells.x)
+    a, c, _ = _profile(cells, bowl(cells.x - v[wi], shape, p)[0])
+    shared = shape != "symmetric"
+
+    def state(a, c, v, p):
+        g, gd, gp = bowl(cells.x - v[wi], shape, p)
+        r = cells.y - a[wi] - c[wi] * g
+        J = np.stack([np.ones_like(g), g, -c[wi] * gd], -1)  # (n, 3): d(fit)/d(a, c, v)
+        Jp = c[wi] * gp  # (n,): d(fit)/dp
+        return r, J, Jp, float(m @ (r * r))
+
+    def normal(J, Jp, r):
+        # Block-diagonal per width (3 x 3) plus the shared column: A_i, B_i, D, and gradients,
+        # every per-width sum as one product with the cells' one-hot matrix.
+        mJ = m[:, None] * J
+        per_cell = np.concatenate([(mJ[:, :, None] * J[:, None, :]).reshape(-1, 9), mJ * r[:, None],
+                                   mJ * Jp[:, None]], 1)  # (n, 15)
+        sums = cells.onehot.T @ per_cell  # (W, 15)
+        return (sums[:, :9].reshape(W, 3, 3), sums[:, 9:12], sums[:, 12:15], float(m @ (Jp * Jp)),
+                float(m @ (Jp * r)))
+
+    r, J, Jp, cost = state(a, c, v, p)
+    damping = 1e-3
+    for _ in range(iterations):
+        A, gl, B, D, gs = normal(J, Jp, r)
+        diag = np.einsum("wii->wi", A)
+        Ad = A + damping * (diag[:, :, None] * np.eye(3)) + 1e-12 * np.eye(3)
+        try:
+            if shared and D > 0:
+                sol = np.linalg.solve(Ad, np.stack([gl, B], -1))  # A^-1 g, A^-1 B
+                schur = D * (1.0 + damping) - float((B * sol[..., 1]).sum())
+                dp = (gs - float((B * sol[..., 0]).sum())) / schur
+                dl = sol[..., 0] - sol[..., 1] * dp
+            else:
+                dp, dl = 0.0, np.linalg.solve(Ad, gl[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            break
+        lo, hi = _P_BOUNDS.get(shape, (0.0, 0.0))
+        trial = (a + dl[:, 0], c + dl[:, 1], np.clip(v + dl[:, 2], lo_v, hi_v), float(np.clip(p + dp, lo, hi)))
+        r2, J2, Jp2, cost2 = state(*trial)
+        if np.isfinite(cost2) and cost2 < cost:
+            converged = cost - cost2 <= 1e-10 * max(cost, 1e-30)
+            (a, c, v, p), r, J, Jp, cost = trial, r2, J2, Jp2, cost2
+            damping = max(damping / 3.0, 1e-9)
+            if converged:
+                break
+        else:
+            damping *= 4.0
+            if damping > 1e8:
+                break
+    edge = 1e-6 * max(step, 1e-3)
+    bad = ~((c > 0) & (v > lo_v + edge) & (v < hi_v - edge) & np.isfinite(v))
+    A, _, B, D, _ = normal(J, Jp, r)
+    try:
+        Ainv = np.linalg.inv(A)
+    except np.linalg.LinAlgError:
+        return None
+    if bad.any():  # the caller drops these widths and fits again: no covariance needed
+        return ShapeFit(shape=shape, p=float(p), a=a, c=c, v=v, cov_unit=np.full((W, W), np.nan), rss=cost,
+                        n_params=3 * W + int(shared), bad=bad)
+    cov = np.diag(Ainv[:, 2, 2])
+    if shared and D > 0:
+        E = np.einsum("wij,wj->wi", Ainv, B)  # A_i^-1 B_i
+        schur = D - float((B * E).sum())
+        if schur <= 0:
+            return None
+        cov = cov + np.outer(E[:, 2], E[:, 2]) / schur  # block inverse: A^-1 + E S^-1 E^T
+    return ShapeFit(shape=shape, p=float(p), a=a, c=c, v=v, cov_unit=cov, rss=cost,
+                    n_params=3 * W + int(shared), bad=bad)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A linear function of the optima (k, a prediction, one width's log2 lr*), model-averaged."""
+
+    value: float
+    se: float
+    dof: float
+
+
+@dataclass(frozen=True)
+class Averaged:
+    """Every found width's log2 optimum under each shape fit, and their Akaike weights.
+
+    A width the bowls could not fit enters every fit at its best observed LR with
+    the variance of a uniform error over the LR grid's resolution there.
+    """
+
+    rows: np.ndarray  # (W,) grid rows with an optimum
+    fitted: np.ndarray  # (W,) bool: located by the bowl fits
+    shapes: list[str]
+    p: np.ndarray  # (M,) each fit's shape parameter
+    values: np.ndarray  # (M, W) log2 lr* under each fit
+    covs: np.ndarray  # (M, W, W) their covariance (noise variance included)
+    loss: np.ndarray  # (W,) fitted loss at the optimum (model-averaged)
+    weights: np.ndarray  # (M,) Akaike weights
+    dof: np.ndarray  # (M,) degrees of freedom of each fit's noise variance
+    window: np.ndarray  # (rows of the grid, L) bool: cells the bowls used
+    noise_from: str | None  # "seeds and residuals", "residuals", or None (no bowl fitted)
+    fits: list[ShapeFit]
+
+    @property
+    def v(self) -> np.ndarray:
+        return self.weights @ self.values
+
+    def linear(self, coef: np.ndarray, extra_var: np.ndarray | None = None, extra_dof: float = np.inf) -> Estimate:
+        """sum_i coef_i v_i, averaged over the shape fits with the variance of Buckland et al. (1997, eq. 9):
+        se = sum_m w_m sqrt(var_m + (theta_m - theta_bar)^2), so disagreement between shapes counts as error.
+
+        ``extra_var`` (one per fit) is variance from outside the bowl fits (the optima's
+        scatter about the power law) with ``extra_dof`` degrees of freedom; each fit's
+        degrees of freedom combine the two by Satterthwaite's (1946) approximation.
+        """
+        vals = self.values @ coef
+        noise = np.einsum("i,mij,j->m", coef, self.covs, coef)
+        extra = np.zeros_like(noise) if extra_var is None else np.asarray(extra_var, float)
+        total = noise + extra
+        mean = float(self.weights @ vals)
+        se = float(self.weights @ np.sqrt(total + (vals - mean) ** 2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            den = noise**2 / self.dof + (extra**2 / extra_dof if np.isfinite(extra_dof) else 0.0)
+            dofs = np.where(den > 0, total**2 / den, np.inf)
+        return Estimate(value=mean, se=se, dof=float(np.min(dofs[self.weights > 1e-3])))
+
+    def width(self, i: int) -> Estimate:
+        e = np.zeros(self.rows.size)
+        e[i] = 1.0
+        return self.linear(e)
+
+
+def grid_variance(log2_lr: np.ndarray, present: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """Variance of a uniform error between the midpoints to the neighbouring LRs swept
+    (mirrored at an end of the sweep; one octave when a width has a single LR)."""
+    out = np.empty(best.size)
+    for i, b in enumerate(best):  # a loop over widths
+        xs = log2_lr[present[i]]
+        xb = log2_lr[b]
+        below, above = xb - xs[xs < xb], xs[xs > xb] - xb
+        lo = below.min() if below.size else (above.min() if above.size else 1.0)
+        hi = above.min() if above.size else lo
+        out[i] = ((lo + hi) / 2.0) ** 2 / 12.0
+    return out
+
+
+def estimate_optima(log2_lr: np.ndarray, loss: np.ndarray, std: np.ndarray, runs: np.ndarray, usable: np.ndarray,
+                    present: np.ndarray, found: np.ndarray, best: np.ndarray, v0: np.ndarray) -> Averaged:
+    """Fit every shape to the widths that can be fitted, average them, and add the rest.
+
+    ``loss``, ``std``, ``runs``: the grid's (W, L) cell means, seed sd and runs;
+    ``usable``: cells a bowl may use (finite, at or below the first unstable LR of C.1);
+    ``found``: widths with any finite LR; ``best``: index of each width's best LR;
+    ``v0``: a first guess of each optimum (log2 lr).
+    """
+    rows = np.flatnonzero(found)
+    fit_rows, _, step = window_cells(log2_lr, usable[rows], best[rows], v0[rows])
+    fit_rows = rows[fit_rows]
+    fits, weights, sigma2, dof, noise_from = [], np.ones(1), np.zeros(1), np.full(1, np.inf), None
+    window = np.zeros_like(usable)
+    for _ in range(4):  # a width no shape can place inside its window is left out, and the rest refitted
+        if fit_rows.size == 0:
+            break
+        fits, sub, cells = _fit_all(log2_lr, loss, std, runs, usable, v0, fit_rows, step)
+        bad = np.zeros(fit_rows.size, bool)
+        for f in fits:
+            bad |= f.bad
+        if not bad.any():
+            break
+        fit_rows, fits = fit_rows[~bad], []
+    noise = [f.noise(cells) for f in fits] if fits else []
+    if fits and all(np.isfinite(n[0]) and n[1] > 0 for n in noise):
+        aicc = np.array([f.aicc(cells) for f in fits])
+        weights = np.exp(-(aicc - aicc.min()) / 2.0)
+        weights /= weights.sum()
+        sigma2, dof = np.array([n[0] for n in noise]), np.array([n[1] for n in noise])
+        noise_from = "seeds and residuals" if cells.dof_seeds > 0 else "residuals"
+        window[fit_rows] = sub
+    else:  # no convex bowl, or as many parameters as cells (no noise level): no bowl at all
+        fits, fit_rows = [], fit_rows[:0]
+    fitted = np.isin(rows, fit_rows)
+    M, W = max(len(fits), 1), rows.size
+    values = np.tile(np.take(log2_lr, best[rows]), (M, 1))
+    covs = np.zeros((M, W, W))
+    other = np.flatnonzero(~fitted)
+    covs[:, other, other] = grid_variance(log2_lr, present[rows[other]], best[rows[other]])
+    at = np.flatnonzero(fitted)
+    loss_at = np.take_along_axis(loss[rows], best[rows][:, None], 1)[:, 0]
+    for k, (f, s2) in enumerate(zip(fits, sigma2)):
+        values[k, at] = f.v
+        covs[k][np.ix_(at, at)] = s2 * f.cov_unit
+    if fits:
+        loss_at = loss_at.copy()
+        loss_at[at] = weights @ np.stack([f.a for f in fits])
+    return Averaged(rows=rows, fitted=fitted, shapes=[f.shape for f in fits] or ["grid"],
+                    p=np.array([f.p for f in fits] or [0.0]), values=values, covs=covs, loss=loss_at,
+                    weights=weights, dof=dof, window=window, noise_from=noise_from, fits=fits)
+
+
+def _fit_all(log2_lr, loss, std, runs, usable, v0, fit_rows, step) -> tuple[list[ShapeFit], np.ndarray, Cells]:
+    """Every shape fitted to the windows of ``fit_rows``: (fits, windows (rows, L), cells)."""
+    sub = usable[fit_rows] & (np.abs(log2_lr[None, :] - v0[fit_rows, None]) <= _half(step) + 1e-9)
+    r, j = np.nonzero(sub)
+    m = runs[fit_rows][sub].astype(float)
+    s = std[fit_rows][sub]
+    seeds = (m >= 2) & np.isfinite(s)
+    onehot = np.zeros((r.size, fit_rows.size))
+    onehot[np.arange(r.size), r] = 1.0
+    cells = Cells(width=r, x=log2_lr[j], y=loss[fit_rows][sub], m=m, n_widths=fit_rows.size,
+                  ss_seeds=float(((m - 1) * np.where(seeds, s, 0.0) ** 2).sum()),
+                  dof_seeds=float(((m - 1) * seeds).sum()), onehot=onehot)
+    fits = [f for f in (fit_shape(cells, shape, v0[fit_rows], step) for shape in SHAPES) if f is not None]
+    return fits, sub, cells
+
+
+def _half(step: float) -> float:
+    return max(WINDOW, 2.0 * step)
+
+
+def window_cells(log2_lr: np.ndarray, usable: np.ndarray, best: np.ndarray,
+                 v0: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(rows that can be fitted, their windows (rows, L), median grid step in octaves)."""
+    x = log2_lr
+    steps = np.diff(x)
+    step = float(np.median(steps)) if steps.size else 1.0
+    win = usable & (np.abs(x[None, :] - v0[:, None]) <= _half(step) + 1e-9)
+    idx = np.arange(x.size)
+    has_low = (usable & (idx[None, :] < best[:, None])).any(-1)
+    has_high = (usable & (idx[None, :] > best[:, None])).any(-1)
+    ok = (win.sum(-1) >= MIN_CELLS) & has_low & has_high & np.isfinite(v0)
+    return np.flatnonzero(ok), win, step
+
+
+def resample_optima(avg: Averaged, log2_lr: np.ndarray, loss: np.ndarray, runs: np.ndarray,
+                    iterations: int = 6) -> np.ndarray:
+    """log2 optima of resampled grids ``loss`` (B, rows, L; ``runs`` per cell) with each shape, its p, the
+    windows and the Akaike weights held at the fitted values: (B, W) model-averaged.
+
+    Gauss-Newton on (a, c, v) per replicate and width, from the fitted values, batched
+    over replicates and widths. It resamples the noise only (not the choice of shape),
+    so it is a check on the delta-method variance, not an interval of its own. Widths
+    not fitted take each replicate's best observed LR.
+    """
+    B = loss.shape[0]
+    sub = loss[:, avg.rows]
+    finite = np.isfinite(sub)
+    best = np.argmin(np.where(finite, sub, np.inf), -1)
+    out = np.where(finite.any(-1), np.take(log2_lr, best), np.nan)
+    at = np.flatnonzero(avg.fitted)
+    if not avg.fits or at.size == 0:
+        return out
+    win = avg.window[avg.rows[at]]  # (Wf, L)
+    K = int(win.sum(-1).max())
+    order = np.argsort(~win, axis=-1, kind="stable")[:, :K]  # each width's window cells first
+    valid = np.take_along_axis(win, order, -1)  # (Wf, K)
+    xk = np.where(valid, log2_lr[order], 0.0)
+    yk = np.take_along_axis(sub[:, at], np.broadcast_to(order, (B, *order.shape)), -1)
+    mk = np.where(valid & np.isfinite(yk), np.take_along_axis(runs[avg.rows[at]], order, -1), 0.0)
+    yk = np.where(mk > 0, yk, 0.0)
+    total = np.zeros((B, at.size))
+    for w, f in zip(avg.weights, avg.fits):
+        a, c, v = (np.broadcast_to(t, (B, at.size)).copy() for t in (f.a, f.c, f.v))
+        for _ in range(iterations):
+            g, gd, _ = bowl(xk - v[..., None], f.shape, f.p)
+            r = yk - a[..., None] - c[..., None] * g
+            J = np.stack([np.ones_like(g), g, -c[..., None] * gd], -1)  # (B, Wf, K, 3)
+            mJ = mk[..., None] * J
+            A = np.matmul(np.swapaxes(mJ, -1, -2), J) + 1e-12 * np.eye(3)
+            step = np.linalg.solve(A, np.matmul(np.swapaxes(mJ, -1, -2), r[..., None]))[..., 0]
+            a, c, v = a + step[..., 0], c + step[..., 1], v + np.clip(step[..., 2], -0.5, 0.5)
+        total += w * np.where(c > 0, v, np.nan)
+    out[:, at] = total
+    return out
