@@ -16,7 +16,8 @@ import numpy as np
 from scaleadvise.errors import UserError
 from scaleadvise.fit_bowl import WINDOW, Averaged, estimate_optima, resample_optima
 from scaleadvise.fit_optima import (INSTABILITY_RATIO, Grid, Optima, _quantile, bootstrap_grids, build_grid,
-                                    combine_codes, dense_codes, final_steps, has_repeats, locate_optima)
+                                    combine_codes, dense_codes, final_steps, has_repeats, locate_optima,
+                                    repeated_rows)
 from scaleadvise.powerlaw import (PowerLaw, batched_slopes, fit_loss_law, fit_power_law, grid_offsets, line_weights,
                                   scatter_variance)
 from scaleadvise.tables import Column, read_table
@@ -50,6 +51,7 @@ class FitOptions:
     optimum: str = "refined"  # or "observed" (the paper's best-of-sweep)
     instability: float = INSTABILITY_RATIO
     level: float = 0.95
+    duplicates: str = "error"  # the same run twice: "error", or "last" (keep the last of each)
     param: str | None = None
     optim: str | None = None
     setting: str | None = None
@@ -96,24 +98,29 @@ def load_runs(path: str, opts: FitOptions) -> tuple[Runs, list[str], list[str], 
     for col in groups:
         uniq, code = _text_codes(frame[col].to_numpy())
         gcode, key_values = combine_codes(gcode, code), key_values + [(col, uniq, code)]
-    keep = np.ones(len(frame), dtype=bool)
     widths, wi = dense_codes(width)
     lrs, li = dense_codes(lr)
-    if "step" in frame.columns:
-        step = frame["step"].to_numpy(float)
+    wcode = combine_codes(gcode, wi) if groups else wi
+    parts = [wcode, li]
+    if "seed" in frame.columns:
+        seed = frame["seed"].to_numpy()
+        # Integer seeds in a compact range are their own codes; anything else is hashed.
+        small = seed.dtype.kind in "iu" and seed.size and 0 <= seed.min() and seed.max() < 4 * seed.size
+        parts.append(seed.astype(np.int64, copy=False) if small else dense_codes(seed)[1])
+    step = frame["step"].to_numpy(float) if "step" in frame.columns else None
+    # Runs of different experiments pooled by an explicit --group-by are still different runs.
+    named = [c for c in table.extra_columns if c.lower() in AUTO_GROUP_COLUMNS and c not in groups]
+    ident = [combine_codes(parts[0], _text_codes(frame[c].to_numpy())[1]) for c in named[:1]] or parts[:1]
+    for c in named[1:]:
+        ident[0] = combine_codes(ident[0], _text_codes(frame[c].to_numpy())[1])
+    keep = _drop_duplicates(table, ident + parts[1:], step, loss, opts.duplicates, warnings)
+    if step is not None:
         if opts.step is not None:
-            keep = step <= opts.step
+            keep &= step <= opts.step
             if not keep.any():
                 raise UserError(f"{path}: --step {opts.step}: no rows at or before it "
                                 f"(steps run {step.min():g}..{step.max():g})")
-        wcode = combine_codes(gcode, wi) if groups else wi
-        parts = [wcode, li]
-        if "seed" in frame.columns:
-            seed = frame["seed"].to_numpy()
-            # Integer seeds in a compact range are their own codes; anything else is hashed.
-            small = seed.dtype.kind in "iu" and seed.size and 0 <= seed.min() and seed.max() < 4 * seed.size
-            parts.append(seed.astype(np.int64, copy=False) if small else dense_codes(seed)[1])
-        masked = step if opts.step is None else np.where(keep, step, -np.inf)
+        masked = step if keep.all() else np.where(keep, step, -np.inf)
         final, short = final_steps(parts, masked)
         keep &= final
         # A run that stops before the others at its width crashed or is still running:
@@ -149,6 +156,45 @@ def load_runs(path: str, opts: FitOptions) -> tuple[Runs, list[str], list[str], 
                     lrs=lrs)
     info["runs"] = int(keep.sum())
     return runs, groups, warnings, info
+
+
+def _drop_duplicates(table, parts: list[np.ndarray], step: np.ndarray | None, loss: np.ndarray, policy: str,
+                     warnings: list[str]) -> np.ndarray:
+    """Rows to keep: the same run (grouping keys, width, lr, seed, step) twice is an error naming
+    both lines, or with --duplicates last only the last of each is kept; never counted twice.
+
+    Without a seed column, rows at the same (width, lr, step) may be unnamed seeds: only rows
+    identical in loss as well count as the same run.
+    """
+    if policy not in ("error", "last"):
+        raise UserError(f"--duplicates: {policy!r} is not 'error' or 'last'")
+    has_seed = "seed" in table.frame.columns
+    ident = list(parts) if has_seed else [*parts, dense_codes(np.ascontiguousarray(loss).view(np.int64))[1]]
+    if step is not None:
+        earlier, later = repeated_rows(ident, step)
+    else:  # one row per run: the seed (or the loss) is the innermost key
+        earlier, later = repeated_rows(ident[:-1], ident[-1])
+    keep = np.ones(len(table.frame), dtype=bool)
+    if later.size == 0:
+        return keep
+    first = int(np.argmin(later))
+    a, b = int(earlier[first]), int(later[first])
+    if policy == "error":
+        names = [c for c in ("width", "lr", "seed", "step") if c in table.frame.columns]
+        shown = ", ".join(f"{c}={_fmt_cell(table.frame[c].iloc[b])}" for c in names)
+        unnamed = "" if has_seed else " (and the same loss; if they are different seeds, add a seed column)"
+        raise UserError(f"{table.path}: {table.where(a)} and {table.where(b)} are the same run ({shown}){unnamed}; "
+                        f"{later.size} row(s) repeat an earlier one: remove them, or pass --duplicates last "
+                        "to keep the last of each")
+    keep[earlier] = False  # every row with a later twin
+    warnings.append(f"{later.size} row(s) repeat an earlier run ({table.where(a)} and {table.where(b)} first): "
+                    "kept the last of each (--duplicates last)")
+    return keep
+
+
+def _fmt_cell(v) -> str:
+    v = _py(v)
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _py(v):
@@ -322,6 +368,28 @@ def _bootstrap(grid: Grid, avg: Averaged, use_ms: np.ndarray, opts: FitOptions, 
     return {k: np.concatenate(v) for k, v in out.items() if v}
 
 
+@dataclass(frozen=True)
+class LawBand:
+    """The interval of the fitted law lr*(n) at any width, as ``_line`` computes it at the target
+    (for the plot's band)."""
+
+    avg: Averaged
+    log2_widths: np.ndarray  # of the widths in the fit
+    tau2: np.ndarray  # scatter about the law, per shape fit
+    level: float
+
+    def __call__(self, widths: np.ndarray) -> np.ndarray:
+        """(len(widths), 2) lower and upper lr* at each width."""
+        extra_dof = float(self.log2_widths.size - 2) if self.log2_widths.size > 2 else np.inf
+        out = []
+        for x in np.log2(np.asarray(widths, float)):
+            w = line_weights(self.log2_widths, float(x))[1]
+            est = self.avg.linear(w, (w @ w) * self.tau2, extra_dof)
+            h = _quantile(self.level, round(est.dof, 1)) * est.se
+            out.append((est.value - h, est.value + h))
+        return np.exp2(np.array(out))
+
+
 def _line(avg: Averaged, log2_widths: np.ndarray, target: float | None, level: float) -> dict:
     """k and the prediction at the target from the model-averaged optima, with small-sample intervals.
 
@@ -334,7 +402,7 @@ def _line(avg: Averaged, log2_widths: np.ndarray, target: float | None, level: f
     w_k, w_p = line_weights(lx, target)
     tau2 = scatter_variance(lx, avg.values, avg.covs)
     extra_dof = float(lx.size - 2) if lx.size > 2 else np.inf
-    out = {"tau": float(np.sqrt(avg.weights @ tau2))}
+    out = {"tau": float(np.sqrt(avg.weights @ tau2)), "band": LawBand(avg, lx, tau2, level)}
     for name, w in (("k", w_k), ("pred", w_p)):
         if w is None:
             out[name] = None
@@ -346,7 +414,7 @@ def _line(avg: Averaged, log2_widths: np.ndarray, target: float | None, level: f
 
 
 def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng: np.random.Generator,
-                  progress: Progress | None = None, context: dict | None = None) -> tuple[dict, Grid]:
+                  progress: Progress | None = None, context: dict | None = None) -> tuple[dict, Grid, LawBand | None]:
     """Everything ``fit --json`` reports for one sweep (one parameterization x optimizer x setting).
 
     ``width`` and ``lr`` are per-run values, or (sorted uniques, code per run) pairs;
@@ -445,7 +513,7 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
         "bootstrap": {"reps": opts.bootstrap if resampled else 0, "resampled": "seeds" if resampled else None,
                       "level": opts.level},
         "warnings": warnings,
-    }, grid
+    }, grid, None if line is None else line["band"]
 
 
 def _model_doc(avg: Averaged, line: dict | None) -> dict:
@@ -490,6 +558,7 @@ def _interpretation(key: dict, opts: FitOptions, k, ci) -> tuple[dict | None, st
 class FitResult:
     doc: dict  # the --json document
     grids: list[Grid]  # one per group, for plotting
+    bands: list[LawBand | None] = field(default_factory=list)  # one per group: the law's interval, for plotting
 
 
 def fit_sweep(path: str, opts: FitOptions, progress: Progress | None = None) -> FitResult:
@@ -501,7 +570,7 @@ def fit_sweep(path: str, opts: FitOptions, progress: Progress | None = None) -> 
 
         parse_setting(opts.setting)
     runs, groups, warnings, info = load_runs(path, opts)
-    results, grids = [], []
+    results, grids, bands = [], [], []
     order = np.argsort(runs.group, kind="stable") if groups else None
     bounds = np.searchsorted(runs.group[order], np.arange(len(runs.keys) + 1)) if groups else [0, runs.group.size]
     for gi, key in enumerate(runs.keys):
@@ -510,13 +579,14 @@ def fit_sweep(path: str, opts: FitOptions, progress: Progress | None = None) -> 
             warnings.append(f"{_label(key)}: no runs at or before step {opts.step}; left out")
             continue
         rng = np.random.default_rng([opts.seed, gi])
-        res, grid = analyze_group(key, (runs.widths, runs.width[rows], runs.complete),
+        res, grid, band = analyze_group(key, (runs.widths, runs.width[rows], runs.complete),
                                   (runs.lrs, runs.lr[rows], runs.complete), runs.loss[rows], opts, rng, progress,
                                   context=info["context"])
         results.append(res)
         grids.append(grid)
+        bands.append(band)
         prefix = f"{res['label']}: " if groups else ""
         warnings += [prefix + w for w in res["warnings"]]
     doc = {"file": str(path), **info, "group_by": groups, "target_width": opts.target_width,
            "groups": results, "warnings": warnings}
-    return FitResult(doc=doc, grids=grids)
+    return FitResult(doc=doc, grids=grids, bands=bands)

@@ -146,6 +146,38 @@ def final_steps(parts: list[np.ndarray], step: np.ndarray) -> tuple[np.ndarray, 
     return final, final & np.repeat(top < width_top[width], lengths)
 
 
+def _contiguous_increasing(parts: list[np.ndarray], inner: np.ndarray) -> bool:
+    """Whether rows sharing the codes in ``parts`` form one block each, with ``inner``
+    strictly increasing within it: then no two rows share (parts, inner). O(rows), no sort;
+    it holds for files written run by run (steps in order) or cell by cell (seeds in order)."""
+    same = np.ones(inner.size - 1, dtype=bool)
+    for p in parts:
+        same &= p[1:] == p[:-1]
+    if not (inner[1:][same] > inner[:-1][same]).all():
+        return False
+    starts = np.concatenate(([0], np.flatnonzero(~same) + 1))
+    head = parts[0][starts] if parts else np.zeros(1, dtype=np.int64)
+    for p in parts[1:]:
+        head = combine_codes(head, p[starts])
+    return np.unique(head).size == head.size
+
+
+def repeated_rows(parts: list[np.ndarray], inner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of rows with the same identity (the codes in ``parts`` and the values of
+    ``inner``): (earlier, later) row indices, each later row paired with the previous
+    row of its identity in file order; empty when every identity occurs once."""
+    if inner.size < 2 or _contiguous_increasing(parts, inner):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    keys = [*parts, inner]
+    order = np.lexsort(keys[::-1])  # stable: ties stay in file order
+    same = np.ones(order.size - 1, dtype=bool)
+    for k in keys:
+        ks = k[order]
+        same &= ks[1:] == ks[:-1]
+    at = np.flatnonzero(same)
+    return order[at], order[at + 1]
+
+
 def _codes(values) -> tuple[np.ndarray, np.ndarray]:
     """Sorted uniques and codes from raw values, or compacted from (uniques, codes[, complete])
     computed for a larger table."""
