@@ -1,11 +1,14 @@
 """Sweeps -> optimum per width -> power laws -> transfer verdict (paper §4.2, C.1, E, I).
 
 ``fit_sweep(path, FitOptions(...))`` reads a sweep table (one row per run, or
-per logged step of each run), keeps each run's final step, averages seeds per
-(width, lr), finds each width's optimum and largest stable LR
-(``fit_optima``), fits lr*(n) = C n^k and L(n) = E + A n^-alpha
-(``powerlaw``), bootstraps the exponent by resampling seeds, and returns the
-JSON document of ``scaleadvise fit --json``. No Python loop touches rows.
+per logged step of each run), refuses (or with --duplicates last, drops) the
+same run logged twice, keeps each run's final step, averages seeds per
+(width, lr), finds each width's best and largest stable LR (``fit_optima``)
+and its optimum from a bowl shape shared by all widths (``fit_bowl``), fits
+lr*(n) = C n^k and L(n) = E + A n^-alpha (``powerlaw``) with small-sample
+intervals (the optima's own error plus their scatter about the law), checks
+them against a bootstrap over seeds, and returns the JSON document of
+``scaleadvise fit --json``. No Python loop touches rows.
 """
 
 from collections.abc import Callable
@@ -16,10 +19,10 @@ import numpy as np
 from scaleadvise.errors import UserError
 from scaleadvise.fit_bowl import WINDOW, Averaged, estimate_optima, resample_optima
 from scaleadvise.fit_optima import (INSTABILITY_RATIO, Grid, Optima, _quantile, bootstrap_grids, build_grid,
-                                    combine_codes, dense_codes, final_steps, has_repeats, locate_optima,
-                                    repeated_rows)
-from scaleadvise.powerlaw import (PowerLaw, batched_slopes, fit_loss_law, fit_power_law, grid_offsets, line_weights,
-                                  scatter_variance)
+                                    combine_codes, dense_codes, drop_duplicates, final_steps, has_repeats,
+                                    locate_optima)
+from scaleadvise.powerlaw import (LawBand, PowerLaw, batched_slopes, fit_loss_law, fit_power_law, grid_offsets,
+                                  law_intervals)
 from scaleadvise.tables import Column, read_table
 
 SWEEP_COLUMNS = (
@@ -113,7 +116,7 @@ def load_runs(path: str, opts: FitOptions) -> tuple[Runs, list[str], list[str], 
     ident = [combine_codes(parts[0], _text_codes(frame[c].to_numpy())[1]) for c in named[:1]] or parts[:1]
     for c in named[1:]:
         ident[0] = combine_codes(ident[0], _text_codes(frame[c].to_numpy())[1])
-    keep = _drop_duplicates(table, ident + parts[1:], step, loss, opts.duplicates, warnings)
+    keep = drop_duplicates(table, ident + parts[1:], step, loss, opts.duplicates, warnings)
     if step is not None:
         if opts.step is not None:
             keep &= step <= opts.step
@@ -156,45 +159,6 @@ def load_runs(path: str, opts: FitOptions) -> tuple[Runs, list[str], list[str], 
                     lrs=lrs)
     info["runs"] = int(keep.sum())
     return runs, groups, warnings, info
-
-
-def _drop_duplicates(table, parts: list[np.ndarray], step: np.ndarray | None, loss: np.ndarray, policy: str,
-                     warnings: list[str]) -> np.ndarray:
-    """Rows to keep: the same run (grouping keys, width, lr, seed, step) twice is an error naming
-    both lines, or with --duplicates last only the last of each is kept; never counted twice.
-
-    Without a seed column, rows at the same (width, lr, step) may be unnamed seeds: only rows
-    identical in loss as well count as the same run.
-    """
-    if policy not in ("error", "last"):
-        raise UserError(f"--duplicates: {policy!r} is not 'error' or 'last'")
-    has_seed = "seed" in table.frame.columns
-    ident = list(parts) if has_seed else [*parts, dense_codes(np.ascontiguousarray(loss).view(np.int64))[1]]
-    if step is not None:
-        earlier, later = repeated_rows(ident, step)
-    else:  # one row per run: the seed (or the loss) is the innermost key
-        earlier, later = repeated_rows(ident[:-1], ident[-1])
-    keep = np.ones(len(table.frame), dtype=bool)
-    if later.size == 0:
-        return keep
-    first = int(np.argmin(later))
-    a, b = int(earlier[first]), int(later[first])
-    if policy == "error":
-        names = [c for c in ("width", "lr", "seed", "step") if c in table.frame.columns]
-        shown = ", ".join(f"{c}={_fmt_cell(table.frame[c].iloc[b])}" for c in names)
-        unnamed = "" if has_seed else " (and the same loss; if they are different seeds, add a seed column)"
-        raise UserError(f"{table.path}: {table.where(a)} and {table.where(b)} are the same run ({shown}){unnamed}; "
-                        f"{later.size} row(s) repeat an earlier one: remove them, or pass --duplicates last "
-                        "to keep the last of each")
-    keep[earlier] = False  # every row with a later twin
-    warnings.append(f"{later.size} row(s) repeat an earlier run ({table.where(a)} and {table.where(b)} first): "
-                    "kept the last of each (--duplicates last)")
-    return keep
-
-
-def _fmt_cell(v) -> str:
-    v = _py(v)
-    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _py(v):
@@ -368,51 +332,6 @@ def _bootstrap(grid: Grid, avg: Averaged, use_ms: np.ndarray, opts: FitOptions, 
     return {k: np.concatenate(v) for k, v in out.items() if v}
 
 
-@dataclass(frozen=True)
-class LawBand:
-    """The interval of the fitted law lr*(n) at any width, as ``_line`` computes it at the target
-    (for the plot's band)."""
-
-    avg: Averaged
-    log2_widths: np.ndarray  # of the widths in the fit
-    tau2: np.ndarray  # scatter about the law, per shape fit
-    level: float
-
-    def __call__(self, widths: np.ndarray) -> np.ndarray:
-        """(len(widths), 2) lower and upper lr* at each width."""
-        extra_dof = float(self.log2_widths.size - 2) if self.log2_widths.size > 2 else np.inf
-        out = []
-        for x in np.log2(np.asarray(widths, float)):
-            w = line_weights(self.log2_widths, float(x))[1]
-            est = self.avg.linear(w, (w @ w) * self.tau2, extra_dof)
-            h = _quantile(self.level, round(est.dof, 1)) * est.se
-            out.append((est.value - h, est.value + h))
-        return np.exp2(np.array(out))
-
-
-def _line(avg: Averaged, log2_widths: np.ndarray, target: float | None, level: float) -> dict:
-    """k and the prediction at the target from the model-averaged optima, with small-sample intervals.
-
-    Each estimate's variance is the optima's own (noise, shape uncertainty) plus their
-    scatter about the power law (``scatter_variance``, with n - 2 degrees of freedom);
-    the interval is Student-t with Satterthwaite's degrees of freedom. With two widths
-    there is no scatter to measure: the interval then assumes the optima lie on the law.
-    """
-    lx = log2_widths[avg.rows]
-    w_k, w_p = line_weights(lx, target)
-    tau2 = scatter_variance(lx, avg.values, avg.covs)
-    extra_dof = float(lx.size - 2) if lx.size > 2 else np.inf
-    out = {"tau": float(np.sqrt(avg.weights @ tau2)), "band": LawBand(avg, lx, tau2, level)}
-    for name, w in (("k", w_k), ("pred", w_p)):
-        if w is None:
-            out[name] = None
-            continue
-        est = avg.linear(w, (w @ w) * tau2, extra_dof)
-        h = _quantile(level, round(est.dof, 1)) * est.se
-        out[name] = (est, (est.value - h, est.value + h))
-    return out
-
-
 def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng: np.random.Generator,
                   progress: Progress | None = None, context: dict | None = None) -> tuple[dict, Grid, LawBand | None]:
     """Everything ``fit --json`` reports for one sweep (one parameterization x optimizer x setting).
@@ -447,7 +366,7 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
         boot = _bootstrap(grid, avg, use_ms, opts, rng, advance)
 
     target = None if opts.target_width is None else float(np.log2(opts.target_width))
-    line = _line(avg, np.log2(grid.widths), target, opts.level) if pl is not None and opts.optimum == "refined" \
+    line = law_intervals(avg, np.log2(grid.widths), target, opts.level) if pl is not None and opts.optimum == "refined" \
         else None
 
     def summary(fit: PowerLaw | None, kb: str, pb: str, mask: np.ndarray, gaps: tuple | None) -> dict:

@@ -9,10 +9,11 @@ replicates at once (no Python loop over rows, widths or replicates).
 Per width (paper §4.2 and C.1):
 
 * the best observed LR: the paper's method, the argmin over the sweep;
-* a refined optimum: the vertex of a least-squares parabola of loss against
+* a first refinement: the vertex of a least-squares parabola of loss against
   log2(lr) through the minimum and its finite neighbours within a factor of 2
   (always at least one neighbour on each side, never past the first unstable
-  LR), so a grid step of 2^0.5 no longer quantises the exponent;
+  LR). It is where ``fit_bowl`` starts: a symmetric parabola's vertex sits below
+  the optimum of a bowl steeper above it, and ``fit_bowl`` corrects for that;
 * the largest stable LR, by the C.1 heuristic: an LR above the optimum is
   unstable when its loss is NaN/inf or more than 20% above the minimum; the
   largest stable LR is the last finite LR below the first unstable one.
@@ -25,8 +26,14 @@ the usual file layout (each run's rows together) that gives the same answer.
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from scaleadvise.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scaleadvise.tables import Table
 
 INSTABILITY_RATIO = 0.2  # paper C.1: "exceeds the minimum eval loss by more than 20%"
 REFINE_WINDOW = 1.0  # log2 units either side of the best LR used by the parabola
@@ -178,6 +185,45 @@ def repeated_rows(parts: list[np.ndarray], inner: np.ndarray) -> tuple[np.ndarra
     return order[at], order[at + 1]
 
 
+def drop_duplicates(table: "Table", parts: list[np.ndarray], step: np.ndarray | None, loss: np.ndarray, policy: str,
+                     warnings: list[str]) -> np.ndarray:
+    """Rows to keep: the same run (grouping keys, width, lr, seed, step) twice is an error naming
+    both lines, or with --duplicates last only the last of each is kept; never counted twice.
+
+    Without a seed column, rows at the same (width, lr, step) may be unnamed seeds: only rows
+    identical in loss as well count as the same run.
+    """
+    if policy not in ("error", "last"):
+        raise UserError(f"--duplicates: {policy!r} is not 'error' or 'last'")
+    has_seed = "seed" in table.frame.columns
+    ident = list(parts) if has_seed else [*parts, dense_codes(np.ascontiguousarray(loss).view(np.int64))[1]]
+    if step is not None:
+        earlier, later = repeated_rows(ident, step)
+    else:  # one row per run: the seed (or the loss) is the innermost key
+        earlier, later = repeated_rows(ident[:-1], ident[-1])
+    keep = np.ones(len(table.frame), dtype=bool)
+    if later.size == 0:
+        return keep
+    first = int(np.argmin(later))
+    a, b = int(earlier[first]), int(later[first])
+    if policy == "error":
+        names = [c for c in ("width", "lr", "seed", "step") if c in table.frame.columns]
+        shown = ", ".join(f"{c}={_fmt_cell(table.frame[c].iloc[b])}" for c in names)
+        unnamed = "" if has_seed else " (and the same loss; if they are different seeds, add a seed column)"
+        raise UserError(f"{table.path}: {table.where(a)} and {table.where(b)} are the same run ({shown}){unnamed}; "
+                        f"{later.size} row(s) repeat an earlier one: remove them, or pass --duplicates last "
+                        "to keep the last of each")
+    keep[earlier] = False  # every row with a later twin
+    warnings.append(f"{later.size} row(s) repeat an earlier run ({table.where(a)} and {table.where(b)} first): "
+                    "kept the last of each (--duplicates last)")
+    return keep
+
+
+def _fmt_cell(v) -> str:
+    v = v.item() if hasattr(v, "item") else v
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def _codes(values) -> tuple[np.ndarray, np.ndarray]:
     """Sorted uniques and codes from raw values, or compacted from (uniques, codes[, complete])
     computed for a larger table."""
@@ -315,37 +361,6 @@ def _quantile(level: float, dof: float | None) -> float:
     if dof is None or not np.isfinite(dof) or dof > 1e6:
         return float(norm.ppf(0.5 + level / 2))
     return float(t.ppf(0.5 + level / 2, dof))
-
-
-def refined_interval(log2_lr: np.ndarray, loss: np.ndarray, std: np.ndarray, runs: np.ndarray,
-                     window: np.ndarray, coef: np.ndarray, log2_best: float,
-                     level: float = 0.95) -> tuple[float, float, str] | None:
-    """Delta-method interval for one width's parabola vertex, in log2 lr.
-
-    The noise level comes from the parabola's residuals when it has more than
-    three points, and from the seeds' standard errors when cells were repeated;
-    the larger is used. With three single-seed points neither exists: None.
-    """
-    x = log2_lr[window] - log2_best
-    y = loss[window]
-    n = x.size
-    X = np.stack([np.ones(n), x, x * x], 1)
-    a, b, c = coef
-    sigma2, quantile, how = 0.0, _quantile(level, None), None
-    if n > 3:
-        r = y - X @ coef
-        sigma2, how = float(r @ r / (n - 3)), "residuals"
-        quantile = _quantile(level, n - 3)
-    se = std[window] / np.sqrt(np.maximum(runs[window], 1))
-    if np.isfinite(se).all() and n and float(np.mean(se**2)) > sigma2:
-        sigma2, how = float(np.mean(se**2)), "seeds"
-    if how is None or c <= 0:
-        return None
-    cov = sigma2 * np.linalg.inv(X.T @ X)
-    grad = np.array([0.0, -1.0 / (2 * c), b / (2 * c * c)])
-    h = quantile * float(np.sqrt(max(grad @ cov @ grad, 0.0)))
-    v = -b / (2 * c)
-    return (log2_best + v - h, log2_best + v + h, how)
 
 
 def has_repeats(grid: Grid) -> bool:
