@@ -191,12 +191,18 @@ def drop_duplicates(table: "Table", parts: list[np.ndarray], step: np.ndarray | 
     both lines, or with --duplicates last only the last of each is kept; never counted twice.
 
     Without a seed column, rows at the same (width, lr, step) may be unnamed seeds: only rows
-    identical in loss as well count as the same run.
+    identical in (finite) loss as well count as the same run.
     """
     if policy not in ("error", "last"):
         raise UserError(f"--duplicates: {policy!r} is not 'error' or 'last'")
     has_seed = "seed" in table.frame.columns
-    ident = list(parts) if has_seed else [*parts, dense_codes(np.ascontiguousarray(loss).view(np.int64))[1]]
+    if has_seed:
+        ident = list(parts)
+    else:  # the loss joins the identity; diverged (NaN) runs are all distinct, one NaN is like another
+        same_loss = dense_codes(np.ascontiguousarray(loss).view(np.int64))[1]
+        bad = ~np.isfinite(loss)
+        same_loss[bad] = same_loss.max(initial=0) + 1 + np.arange(int(bad.sum()))
+        ident = [*parts, same_loss]
     if step is not None:
         earlier, later = repeated_rows(ident, step)
     else:  # one row per run: the seed (or the loss) is the innermost key

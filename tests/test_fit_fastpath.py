@@ -78,3 +78,32 @@ def test_build_grid_counts_diverged_runs_per_cell():
     np.testing.assert_array_equal(g.diverged, [[0, 1], [0, 1]])
     np.testing.assert_array_equal(g.loss, [[1.0, np.nan], [4.0, np.nan]])
     assert g.std[1, 0] == pytest.approx(np.sqrt(2.0))
+
+
+def _brute_force_pairs(parts, inner):
+    seen, pairs = {}, []
+    for i, key in enumerate(zip(*parts, inner)):
+        if key in seen:
+            pairs.append((seen[key], i))
+        seen[key] = i
+    return sorted(pairs, key=lambda p: p[1])
+
+
+@pytest.mark.parametrize("layout", ["runs in order", "shuffled", "appended twice", "one repeated step"])
+def test_repeated_rows_agree_with_brute_force(layout):
+    from scaleadvise.fit_optima import repeated_rows
+
+    rng = np.random.default_rng(3)
+    w, lr, seed, step = (a.ravel() for a in np.meshgrid(np.arange(3), np.arange(4), np.arange(2),
+                                                        np.array([10.0, 20.0, 30.0]), indexing="ij"))
+    rows = np.arange(w.size)
+    if layout == "shuffled":
+        rows = rng.permutation(rows)
+    elif layout == "appended twice":
+        rows = np.concatenate([rows, rows[30:36]])
+    elif layout == "one repeated step":
+        rows = np.insert(rows, 8, rows[7])
+    parts, inner = [w[rows], lr[rows], seed[rows]], step[rows]
+    earlier, later = repeated_rows(parts, inner)
+    assert sorted(zip(earlier.tolist(), later.tolist()), key=lambda p: p[1]) == _brute_force_pairs(parts, inner)
+    assert (later.size == 0) == (layout in ("runs in order", "shuffled"))
