@@ -20,7 +20,7 @@ from scaleadvise.errors import UserError
 from scaleadvise.fit_bowl import WINDOW, Averaged, estimate_optima, resample_optima
 from scaleadvise.fit_optima import (INSTABILITY_RATIO, Grid, Optima, _quantile, bootstrap_grids, build_grid,
                                     combine_codes, dense_codes, drop_duplicates, final_steps, has_repeats,
-                                    locate_optima)
+                                    locate_optima, run_blocks)
 from scaleadvise.powerlaw import (LawBand, PowerLaw, batched_slopes, fit_loss_law, fit_power_law, grid_offsets,
                                   law_intervals)
 from scaleadvise.tables import Column, read_table
@@ -116,7 +116,9 @@ def load_runs(path: str, opts: FitOptions) -> tuple[Runs, list[str], list[str], 
     ident = [combine_codes(parts[0], _text_codes(frame[c].to_numpy())[1]) for c in named[:1]] or parts[:1]
     for c in named[1:]:
         ident[0] = combine_codes(ident[0], _text_codes(frame[c].to_numpy())[1])
-    keep = drop_duplicates(table, ident + parts[1:], step, loss, opts.duplicates, warnings)
+    blocks = run_blocks(parts) if step is not None and len(parts) > 2 else None  # runs named by a seed
+    keep = drop_duplicates(table, ident + parts[1:], step, loss, opts.duplicates, warnings,
+                           blocks if not named else None)
     if step is not None:
         if opts.step is not None:
             keep &= step <= opts.step
@@ -124,7 +126,7 @@ def load_runs(path: str, opts: FitOptions) -> tuple[Runs, list[str], list[str], 
                 raise UserError(f"{path}: --step {opts.step}: no rows at or before it "
                                 f"(steps run {step.min():g}..{step.max():g})")
         masked = step if keep.all() else np.where(keep, step, -np.inf)
-        final, short = final_steps(parts, masked)
+        final, short = final_steps(parts, masked, blocks)
         keep &= final
         # A run that stops before the others at its width crashed or is still running:
         # leave it out rather than compare losses from different points in training.
@@ -211,13 +213,14 @@ def _percentile_ci(samples: np.ndarray, level: float) -> tuple[float, float] | N
     return (float(np.percentile(s, q)), float(np.percentile(s, 100.0 - q)))
 
 
-def transfer_verdict(k: float | None, ci: tuple[float, float] | None, tol: float) -> tuple[bool | None, str]:
+def transfer_verdict(k: float | None, ci: tuple[float, float] | None, tol: float,
+                     why_no_ci: str = "no noise level to measure") -> tuple[bool | None, str]:
     """Does the base LR transfer across width? (paper §4.2: exponents near zero)."""
     if k is None:
         return None, "no exponent: the optimum was found at fewer than two widths"
     move = f"move the base LR by x{2.0 ** k:.3g} per doubling of width (lr* ∝ n^{k:.2f})"
     if ci is None:
-        return None, f"k = {k:.3f} has no interval (two widths and no repeated seeds): cannot judge transfer; {move}"
+        return None, f"k = {k:.3f} has no interval ({why_no_ci}): cannot judge transfer; {move}"
     lo, hi = ci
     if -tol <= lo and hi <= tol:
         return True, f"the base LR transfers: k = {k:.3f} [{lo:.3f}, {hi:.3f}] lies within ±{tol:g}"
@@ -238,6 +241,7 @@ def _width_records(grid: Grid, opt: Optima, avg: Averaged, level: float, notes: 
     """One JSON record per width (a loop over widths, never over rows)."""
     x = grid.log2_lr
     pos = {int(r): i for i, r in enumerate(avg.rows)}
+    values, ses, dofs = avg.widths()
     records = []
     for i, width in enumerate(grid.widths):
         w = int(width) if float(width).is_integer() else float(width)
@@ -260,12 +264,12 @@ def _width_records(grid: Grid, opt: Optima, avg: Averaged, level: float, notes: 
         if present.size < 3:
             notes["few_lrs"].append(w)
         j = pos[i]
-        est = avg.width(j)
-        h = _quantile(level, est.dof) * est.se
+        value, se = float(values[j]), float(ses[j])
+        h = _quantile(level, round(float(dofs[j]), 1)) * se
         if avg.fitted[j]:
-            rec.update(lr_refined=float(2.0 ** est.value), loss_refined=float(avg.loss[j]),
-                       lr_refined_ci=_exp2_interval(est.value - h, est.value + h),
-                       lr_refined_ci_from=avg.noise_from, lr_refined_se_log2=est.se, refined=True)
+            rec.update(lr_refined=float(2.0 ** value), loss_refined=float(avg.loss[j]),
+                       lr_refined_ci=_exp2_interval(value - h, value + h),
+                       lr_refined_ci_from=avg.noise_from, lr_refined_se_log2=se, refined=True)
         else:
             if present.size >= 3:
                 notes["not_refined"].append(w)
@@ -274,7 +278,7 @@ def _width_records(grid: Grid, opt: Optima, avg: Averaged, level: float, notes: 
             hi = x[present[present > b][0]] if (present > b).any() else x[b]
             rec.update(lr_refined=float(grid.lrs[b]), loss_refined=float(grid.loss[i, b]),
                        lr_refined_ci=[float(2.0 ** ((lo + x[b]) / 2)), float(2.0 ** ((hi + x[b]) / 2))],
-                       lr_refined_ci_from="grid", lr_refined_se_log2=est.se, refined=False)
+                       lr_refined_ci_from="grid", lr_refined_se_log2=se, refined=False)
         rec.update(max_stable_lr=float(grid.lrs[opt.max_stable[i]]), max_stable_censored=bool(opt.censored[i]))
         if opt.censored[i]:
             notes["censored"].append(w)
@@ -395,14 +399,23 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
     _, ms_above = _grid_gaps(grid, opt.max_stable)
     observed_gaps = (-below / 2.0, above / 2.0) if opts.optimum == "observed" else None
     lr_fit = summary(pl, "k", "pred", use, observed_gaps)
+    edges = [r["width"] for r in records if r.get("edge")]
+    why_no_ci = "no noise level to measure"
     if line is not None:  # the refined optima: the small-sample interval replaces the envelope
         (k_est, k_ci), pred = line["k"], line["pred"]
         lr_fit.update(se=k_est.se, ci=k_ci if np.isfinite(k_ci).all() else None, dof=k_est.dof)
         if pred is not None:
             ci = _exp2_interval(*pred[1])
             lr_fit.update(predicted_ci=None if ci is None else tuple(ci), predicted_se_log2=pred[0].se)
+        if edges:  # an optimum at the end of its sweep may lie anywhere beyond it: no honest interval
+            why_no_ci = f"the optimum is at the edge of the sweep at width {', '.join(map(str, edges))}"
+            lr_fit.update(se=None, ci=None, dof=None, predicted_ci=None, predicted_se_log2=None)
+            warnings.append(f"no interval for k or the predicted LR: {why_no_ci}; extend the sweep there")
+        elif avg.rows.size == 2:
+            warnings.append("two widths: the interval for k assumes their optima lie on the power law "
+                            "(a third width would test it)")
     ms_fit = summary(pl_ms, "k_ms", "pred_ms", use_ms, (np.zeros_like(ms_above), ms_above))
-    transfer, verdict = transfer_verdict(lr_fit["exponent"], lr_fit["ci"], opts.transfer_tol)
+    transfer, verdict = transfer_verdict(lr_fit["exponent"], lr_fit["ci"], opts.transfer_tol, why_no_ci)
     law = fit_loss_law(grid.widths[use], opt.min_loss[use])
     interpretation, why_not = _interpretation({**(context or {}), **key}, opts, lr_fit["exponent"], lr_fit["ci"])
     if why_not:

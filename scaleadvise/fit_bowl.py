@@ -261,7 +261,7 @@ class Averaged:
         degrees of freedom combine the two by Satterthwaite's (1946) approximation.
         """
         vals = self.values @ coef
-        noise = np.einsum("i,mij,j->m", coef, self.covs, coef)
+        noise = (self.covs @ coef) @ coef
         extra = np.zeros_like(noise) if extra_var is None else np.asarray(extra_var, float)
         total = noise + extra
         mean = float(self.weights @ vals)
@@ -271,10 +271,17 @@ class Averaged:
             dofs = np.where(den > 0, total**2 / den, np.inf)
         return Estimate(value=mean, se=se, dof=float(np.min(dofs[self.weights > 1e-3])))
 
+    def widths(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every width's own estimate at once, as ``linear`` gives it: (value, se, dof) arrays."""
+        noise = np.einsum("mii->mi", self.covs)
+        mean = self.weights @ self.values
+        se = self.weights @ np.sqrt(noise + (self.values - mean) ** 2)
+        dof = np.min(np.where(self.weights[:, None] > 1e-3, self.dof[:, None], np.inf), axis=0)
+        return mean, se, np.broadcast_to(dof, mean.shape)
+
     def width(self, i: int) -> Estimate:
-        e = np.zeros(self.rows.size)
-        e[i] = 1.0
-        return self.linear(e)
+        value, se, dof = self.widths()
+        return Estimate(value=float(value[i]), se=float(se[i]), dof=float(dof[i]))
 
 
 def grid_variance(log2_lr: np.ndarray, present: np.ndarray, best: np.ndarray) -> np.ndarray:

@@ -312,3 +312,16 @@ def test_without_a_seed_column_only_identical_rows_are_the_same_run(cli, tmp_pat
     code, _, err = cli("fit", str(path))
     assert code == 2 and f"line 9 and line {len(df) + 2} are the same run" in _error_line(err)
     assert "add a seed column" in err
+
+
+def test_an_optimum_at_the_sweep_edge_gets_no_interval(cli, tmp_path):
+    # Width 1024's optimum (2^-9) is cut off: the best LR left is the largest swept, and the
+    # optimum could lie anywhere above it. An interval for k would be falsely narrow.
+    df = synthetic_sweep(WIDTHS, LRS, k=-1.0, lr0=2.0**-6, noise=0.003, seeds=2, rng=3)
+    path = tmp_path / "s.csv"
+    df[~((df["width"] == 1024) & (df["lr"] > 2.0**-10))].to_csv(path, index=False)
+    code, out, err = cli("fit", str(path), "--json", "--bootstrap", "0", "--target-width", "4096")
+    g = json.loads(out)["groups"][0]
+    assert code == 0 and g["lr_exponent"] is not None
+    assert g["lr_exponent_ci"] is None and g["predicted_lr_ci"] is None and g["transfer"] is None
+    assert "no interval" in g["verdict"] and "edge of the sweep at width 1024" in g["verdict"]

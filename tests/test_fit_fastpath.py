@@ -107,3 +107,15 @@ def test_repeated_rows_agree_with_brute_force(layout):
     earlier, later = repeated_rows(parts, inner)
     assert sorted(zip(earlier.tolist(), later.tolist()), key=lambda p: p[1]) == _brute_force_pairs(parts, inner)
     assert (later.size == 0) == (layout in ("runs in order", "shuffled"))
+
+
+def test_cell_sums_of_contiguous_cells_match_bincount():
+    from scaleadvise.fit_optima import _cell_sums
+
+    rng = np.random.default_rng(0)
+    cell = np.repeat(rng.permutation(50), rng.integers(1, 9, 50))  # each cell one block, cells in any order
+    x = rng.normal(size=cell.size)
+    runs, s1, s2 = _cell_sums(cell, x, 60)
+    np.testing.assert_array_equal(runs, np.bincount(cell, minlength=60))
+    np.testing.assert_allclose(s1, np.bincount(cell, weights=x, minlength=60), atol=1e-12)
+    np.testing.assert_allclose(s2, np.bincount(cell, weights=x * x, minlength=60), atol=1e-12)
