@@ -443,7 +443,7 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
             "predicted_loss": None if opts.target_width is None else law.predict(opts.target_width)},
         "interpretation": interpretation,
         "bootstrap": {"reps": opts.bootstrap if resampled else 0, "resampled": "seeds" if resampled else None,
-                      "level": opts.level},
+                      "level": opts.level, "in_interval": opts.optimum == "observed"},
         "warnings": warnings,
     }, grid, None if line is None else line["band"]
 
