@@ -122,14 +122,6 @@ class Coverage:
         return self.pred_covered / self.reps
 
     @property
-    def k_bias(self) -> float:
-        return self.k_error_sum / self.reps
-
-    @property
-    def pred_bias(self) -> float:
-        return self.pred_error_sum / self.reps
-
-    @property
     def opt_bias(self) -> float:
         return self.opt_error_sum / max(self.opt_count, 1)
 
@@ -138,8 +130,8 @@ class Coverage:
         with_p = max(self.reps - self.pred_missing, 1)
         return {"family": self.family.name, "reps": self.reps, "k_coverage": self.k_coverage,
                 "predicted_lr_coverage": self.pred_coverage, "k_missing": self.k_missing,
-                "predicted_lr_missing": self.pred_missing, "k_bias": self.k_bias,
-                "log2_predicted_lr_bias": self.pred_bias, "log2_optimum_bias": self.opt_bias,
+                "predicted_lr_missing": self.pred_missing, "k_bias": self.k_error_sum / self.reps,
+                "log2_predicted_lr_bias": self.pred_error_sum / self.reps, "log2_optimum_bias": self.opt_bias,
                 "k_ci_mean_width": self.k_width_sum / with_k, "log2_predicted_lr_ci_mean_width":
                 self.pred_width_sum / with_p, "spec": asdict(self.family)}
 
