@@ -40,6 +40,7 @@ import numpy as np
 SHAPES = ("symmetric", "kinked", "exponential")
 WINDOW = 1.5  # octaves either side of each width's optimum (and at least two grid steps)
 MIN_CELLS = 4  # a, c, v and one residual degree of freedom per width
+LACK_OF_FIT_P = 0.05  # below this p-value the bowl misses the cell means by more than seed noise
 _P_BOUNDS = {"kinked": (-3.0, 3.0), "exponential": (-4.0, 4.0)}
 _P_GRID = {"symmetric": (0.0,), "kinked": (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0),
            "exponential": (-1.5, -0.75, 0.0, 0.75, 1.5, 2.5)}
@@ -94,9 +95,27 @@ class ShapeFit:
     bad: np.ndarray  # (W,) bool: no convex bowl, or its minimum not inside the width's window
 
     def noise(self, cells: Cells) -> tuple[float, float]:
-        """(sigma^2 of one run, its degrees of freedom): runs-level residual mean square."""
+        """(sigma^2 of one run, its degrees of freedom).
+
+        The runs-level residual mean square (SS_seeds + RSS) / (runs - parameters), unless
+        the classic lack-of-fit F test (pure error from the seeds against the residual of
+        the cell means; Draper & Smith, Applied Regression Analysis, 3rd ed., §2.1) finds
+        that the curve misses the cell means by more than seed noise: then the shape is
+        wrong somewhere and the cell means' own residual mean square, RSS / (cells -
+        parameters), is the honest noise level, with its fewer degrees of freedom.
+        """
         dof = float(cells.m.sum()) - self.n_params
-        return ((cells.ss_seeds + self.rss) / dof, dof) if dof > 0 else (float("nan"), 0.0)
+        if dof <= 0:
+            return float("nan"), 0.0
+        pooled = (cells.ss_seeds + self.rss) / dof
+        dof_fit = cells.x.size - self.n_params
+        if cells.dof_seeds > 0 and dof_fit > 0 and cells.ss_seeds > 0:
+            from scipy.stats import f
+
+            lack = (self.rss / dof_fit) / (cells.ss_seeds / cells.dof_seeds)
+            if f.sf(lack, dof_fit, cells.dof_seeds) < LACK_OF_FIT_P:
+                return self.rss / dof_fit, float(dof_fit)
+        return pooled, dof
 
     def aicc(self, cells: Cells) -> float:
         """AICc of the runs-level Gaussian model (Hurvich & Tsai 1989), for Akaike weights."""

@@ -154,12 +154,12 @@ def fit_command(
 
     Follows the paper's method (Everett et al. 2024, §4.2, Figure 4; instability
     heuristic C.1: above the optimum, NaN or loss > 1.2 x minimum). Each width's
-    optimum is the minimum of a loss-vs-log2(lr) bowl whose shape (symmetric, or
-    steeper on one side) is shared by all widths and averaged over three shape
-    families. k and the predicted LR get small-sample 95% intervals: the optima's
-    own error (seed noise, lack of fit, shape uncertainty) plus their scatter about
-    the power law, Student-t with Satterthwaite degrees of freedom. The bootstrap
-    over seeds is reported beside them as a check.
+    optimum is the minimum of a loss-vs-log2(lr) bowl whose shape (symmetric,
+    or steeper on one side) is shared by all widths, averaged over three shape
+    families. k and the predicted LR get small-sample 95% intervals: the
+    optima's own error (seed noise, lack of fit, shape uncertainty) plus their
+    scatter about the power law, Student-t with Satterthwaite's degrees of
+    freedom. The bootstrap over seeds is reported beside them as a check.
     """
     from scaleadvise.fit import FitOptions, fit_sweep
 
