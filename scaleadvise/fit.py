@@ -451,7 +451,7 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
 def _model_doc(avg: Averaged, line: dict | None) -> dict:
     """How the per-width optima were located (fit_bowl), for the JSON document."""
     return {"shapes": {s: float(w) for s, w in zip(avg.shapes, avg.weights)},
-            "shape_parameters": {s: float(p) for s, p in zip(avg.shapes, avg.p)},
+            "shape_parameters": {s: [float(x) for x in p] for s, p in zip(avg.shapes, avg.p)},
             "window_octaves": WINDOW, "noise_from": avg.noise_from,
             "noise_dof": None if not np.isfinite(avg.dof).all() else float(avg.weights @ avg.dof),
             "widths_located": int(avg.fitted.sum()),

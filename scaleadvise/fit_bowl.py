@@ -33,33 +33,44 @@ best LR at an end of its usable range) are left to the caller: ``fitted`` is
 False there.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+# A fourth family with both parameters was tried: it fits a symmetric flat-bottomed bowl
+# (loss ~ d^2 + d^4) with its minimum 0.17 octaves off, so it is left out.
 SHAPES = ("symmetric", "kinked", "exponential")
 WINDOW = 1.5  # octaves either side of each width's optimum (and at least two grid steps)
 MIN_CELLS = 4  # a, c, v and one residual degree of freedom per width
 LACK_OF_FIT_P = 0.05  # below this p-value the bowl misses the cell means by more than seed noise
-_P_BOUNDS = {"kinked": (-3.0, 3.0), "exponential": (-4.0, 4.0)}
-_P_GRID = {"symmetric": (0.0,), "kinked": (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0),
-           "exponential": (-1.5, -0.75, 0.0, 0.75, 1.5, 2.5)}
+_R, _LAM = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0), (-1.5, -0.75, 0.0, 0.75, 1.5, 2.5)  # start grids
+_P_GRID = {"symmetric": [()], "kinked": [(r,) for r in _R], "exponential": [(lam,) for lam in _LAM]}
+_P_BOUNDS = {"symmetric": ([], []), "kinked": ([-3.0], [3.0]), "exponential": ([-4.0], [4.0])}
 
 
-def bowl(d: np.ndarray, shape: str, p: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """g(d; p), dg/dd and dg/dp for one shape family (module docstring)."""
-    if shape == "symmetric":
-        return d * d, 2.0 * d, np.zeros_like(d)
+def _exp_bowl(d: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """q = 2 (e^(lam d) - 1 - lam d) / lam^2, dq/dd, dq/dlam."""
+    if abs(lam) < 1e-4:  # its series to O(lam^2): no cancellation near 0, and it meets the closed form
+        return (d * d + lam * d**3 / 3.0 + lam * lam * d**4 / 12.0, 2.0 * d + lam * d * d + lam * lam * d**3 / 3.0,
+                d**3 / 3.0 + lam * d**4 / 6.0)
+    z = np.clip(lam * d, -60.0, 60.0)
+    em1 = np.expm1(z)
+    q = 2.0 * (em1 - z) / (lam * lam)
+    return q, 2.0 * em1 / lam, 2.0 * d * em1 / (lam * lam) - 2.0 * q / lam
+
+
+def bowl(d: np.ndarray, shape: str, p) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """g(d; p), dg/dd and dg/dp (..., len(p)) for one shape family; p holds its shared
+    parameters: () symmetric, (r,) kinked (e^r times steeper above), (lam,) exponential."""
+    p = np.atleast_1d(np.asarray(p, dtype=float))
     if shape == "kinked":
         up = d > 0
-        s = np.where(up, np.exp(p), 1.0)
-        return d * d * s, 2.0 * d * s, np.where(up, d * d * s, 0.0)
-    if abs(p) < 1e-4:  # the series of 2 (e^z - 1 - z) / p^2, z = p d: no cancellation near 0
-        return d * d + p * d**3 / 3.0, 2.0 * d + p * d * d, d**3 / 3.0 + p * d**4 / 6.0
-    z = np.clip(p * d, -60.0, 60.0)
-    em1 = np.expm1(z)
-    g = 2.0 * (em1 - z) / (p * p)
-    return g, 2.0 * em1 / p, 2.0 * d * em1 / (p * p) - 2.0 * g / p
+        s = np.where(up, np.exp(p[0]), 1.0)
+        return d * d * s, 2.0 * d * s, np.where(up, d * d * s, 0.0)[..., None]
+    if shape == "exponential":
+        q, qd, ql = _exp_bowl(d, p[0])
+        return q, qd, ql[..., None]
+    return d * d, 2.0 * d, np.zeros((*np.shape(d), 0))
 
 
 @dataclass(frozen=True)
@@ -85,7 +96,7 @@ class ShapeFit:
     """One shape family fitted to every width at once."""
 
     shape: str
-    p: float
+    p: np.ndarray  # the shared shape parameters (none for "symmetric")
     a: np.ndarray  # (W,) loss at the optimum
     c: np.ndarray  # (W,) curvature scale
     v: np.ndarray  # (W,) log2 of the optimal LR
@@ -137,7 +148,7 @@ def _profile(cells: Cells, g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return a, c, syy - a * sy - c * sgy
 
 
-def _search(cells: Cells, shape: str, v0: np.ndarray, step: float) -> tuple[float, np.ndarray] | None:
+def _search(cells: Cells, shape: str, v0: np.ndarray, step: float) -> tuple[tuple, np.ndarray] | None:
     """Coarse start: every p of the shape's grid, every v within 3/4 octave of v0 (per width)."""
     offsets = np.arange(-0.75, 0.75 + 1e-9, step / 4.0)
     d = cells.x[None, :] - (v0[cells.width][None, :] + offsets[:, None])  # (V, n)
@@ -155,56 +166,53 @@ def _search(cells: Cells, shape: str, v0: np.ndarray, step: float) -> tuple[floa
 def fit_shape(cells: Cells, shape: str, v0: np.ndarray, step: float, iterations: int = 60) -> ShapeFit | None:
     """Levenberg-Marquardt over (a_i, c_i, v_i) per width and the shared p (None if it cannot start).
 
-    Each v_i stays within the LRs of its window: a minimum outside them would be an
-    extrapolation, and such a width is marked ``bad`` (as is one whose bowl is not convex).
+    The normal equations are block-diagonal per width (3 x 3) plus the shared columns,
+    solved through their Schur complement. Each v_i stays within the LRs of its window:
+    a minimum outside them would be an extrapolation, and such a width is marked ``bad``
+    (as is one whose bowl is not convex).
     """
     start = _search(cells, shape, v0, step)
     if start is None:
         return None
-    p, v = start
-    W, wi, m = cells.n_widths, cells.width, cells.m
+    p, v = np.asarray(start[0], dtype=float), start[1]
+    W, wi, m, k = cells.n_widths, cells.width, cells.m, p.size
     lo_v = np.full(W, np.inf)
     np.minimum.at(lo_v, wi, cells.x)
     hi_v = np.full(W, -np.inf)
     np.maximum.at(hi_v, wi, cells.x)
+    lo_p, hi_p = (np.array(b, dtype=float) for b in _P_BOUNDS[shape])
     a, c, _ = _profile(cells, bowl(cells.x - v[wi], shape, p)[0])
-    shared = shape != "symmetric"
 
     def state(a, c, v, p):
         g, gd, gp = bowl(cells.x - v[wi], shape, p)
         r = cells.y - a[wi] - c[wi] * g
         J = np.stack([np.ones_like(g), g, -c[wi] * gd], -1)  # (n, 3): d(fit)/d(a, c, v)
-        Jp = c[wi] * gp  # (n,): d(fit)/dp
-        return r, J, Jp, float(m @ (r * r))
+        return r, J, c[wi, None] * gp, float(m @ (r * r))  # d(fit)/dp: (n, k)
 
     def normal(J, Jp, r):
-        # Block-diagonal per width (3 x 3) plus the shared column: A_i, B_i, D, and gradients,
-        # every per-width sum as one product with the cells' one-hot matrix.
+        # Per width A_i (3 x 3), its gradient and B_i (3 x k), each a product with the one-hot matrix.
         mJ = m[:, None] * J
         per_cell = np.concatenate([(mJ[:, :, None] * J[:, None, :]).reshape(-1, 9), mJ * r[:, None],
-                                   mJ * Jp[:, None]], 1)  # (n, 15)
-        sums = cells.onehot.T @ per_cell  # (W, 15)
-        return (sums[:, :9].reshape(W, 3, 3), sums[:, 9:12], sums[:, 12:15], float(m @ (Jp * Jp)),
-                float(m @ (Jp * r)))
+                                   (mJ[:, :, None] * Jp[:, None, :]).reshape(len(m), 3 * k)], 1)
+        sums = cells.onehot.T @ per_cell
+        mJp = m[:, None] * Jp
+        return sums[:, :9].reshape(W, 3, 3), sums[:, 9:12], sums[:, 12:].reshape(W, 3, k), mJp.T @ Jp, mJp.T @ r
 
     r, J, Jp, cost = state(a, c, v, p)
     damping = 1e-3
     for _ in range(iterations):
         A, gl, B, D, gs = normal(J, Jp, r)
-        diag = np.einsum("wii->wi", A)
-        Ad = A + damping * (diag[:, :, None] * np.eye(3)) + 1e-12 * np.eye(3)
+        Ad = A + damping * (np.einsum("wii->wi", A)[:, :, None] * np.eye(3)) + 1e-12 * np.eye(3)
         try:
-            if shared and D > 0:
-                sol = np.linalg.solve(Ad, np.stack([gl, B], -1))  # A^-1 g, A^-1 B
-                schur = D * (1.0 + damping) - float((B * sol[..., 1]).sum())
-                dp = (gs - float((B * sol[..., 0]).sum())) / schur
-                dl = sol[..., 0] - sol[..., 1] * dp
-            else:
-                dp, dl = 0.0, np.linalg.solve(Ad, gl[..., None])[..., 0]
+            sol = np.linalg.solve(Ad, np.concatenate([gl[..., None], B], -1))  # A^-1 g, A^-1 B
+            dp = np.zeros(0)
+            if k:
+                schur = D + damping * np.diag(np.diag(D)) - np.einsum("wik,wil->kl", B, sol[..., 1:])
+                dp = np.linalg.solve(schur + 1e-12 * np.eye(k), gs - np.einsum("wik,wi->k", B, sol[..., 0]))
+            dl = sol[..., 0] - sol[..., 1:] @ dp
         except np.linalg.LinAlgError:
             break
-        lo, hi = _P_BOUNDS.get(shape, (0.0, 0.0))
-        trial = (a + dl[:, 0], c + dl[:, 1], np.clip(v + dl[:, 2], lo_v, hi_v), float(np.clip(p + dp, lo, hi)))
+        trial = (a + dl[:, 0], c + dl[:, 1], np.clip(v + dl[:, 2], lo_v, hi_v), np.clip(p + dp, lo_p, hi_p))
         r2, J2, Jp2, cost2 = state(*trial)
         if np.isfinite(cost2) and cost2 < cost:
             converged = cost - cost2 <= 1e-10 * max(cost, 1e-30)
@@ -223,18 +231,22 @@ def fit_shape(cells: Cells, shape: str, v0: np.ndarray, step: float, iterations:
         Ainv = np.linalg.inv(A)
     except np.linalg.LinAlgError:
         return None
+    fit = ShapeFit(shape=shape, p=p, a=a, c=c, v=v, cov_unit=np.full((W, W), np.nan), rss=cost,
+                   n_params=3 * W + k, bad=bad)
     if bad.any():  # the caller drops these widths and fits again: no covariance needed
-        return ShapeFit(shape=shape, p=float(p), a=a, c=c, v=v, cov_unit=np.full((W, W), np.nan), rss=cost,
-                        n_params=3 * W + int(shared), bad=bad)
+        return fit
     cov = np.diag(Ainv[:, 2, 2])
-    if shared and D > 0:
-        E = np.einsum("wij,wj->wi", Ainv, B)  # A_i^-1 B_i
-        schur = D - float((B * E).sum())
-        if schur <= 0:
+    if k:
+        E = Ainv @ B  # A_i^-1 B_i: (W, 3, k)
+        schur = D - np.einsum("wik,wil->kl", B, E)
+        try:
+            Ev = E[:, 2, :]
+            cov = cov + Ev @ np.linalg.solve(schur, Ev.T)  # block inverse: A^-1 + E S^-1 E^T
+        except np.linalg.LinAlgError:
             return None
-        cov = cov + np.outer(E[:, 2], E[:, 2]) / schur  # block inverse: A^-1 + E S^-1 E^T
-    return ShapeFit(shape=shape, p=float(p), a=a, c=c, v=v, cov_unit=cov, rss=cost,
-                    n_params=3 * W + int(shared), bad=bad)
+        if not np.all(np.linalg.eigvalsh(schur) > 0):
+            return None
+    return replace(fit, cov_unit=cov)
 
 
 @dataclass(frozen=True)
@@ -257,7 +269,7 @@ class Averaged:
     rows: np.ndarray  # (W,) grid rows with an optimum
     fitted: np.ndarray  # (W,) bool: located by the bowl fits
     shapes: list[str]
-    p: np.ndarray  # (M,) each fit's shape parameter
+    p: list[np.ndarray]  # each fit's shared shape parameters
     values: np.ndarray  # (M, W) log2 lr* under each fit
     covs: np.ndarray  # (M, W, W) their covariance (noise variance included)
     loss: np.ndarray  # (W,) fitted loss at the optimum (model-averaged)
@@ -366,7 +378,7 @@ def estimate_optima(log2_lr: np.ndarray, loss: np.ndarray, std: np.ndarray, runs
         loss_at = loss_at.copy()
         loss_at[at] = weights @ np.stack([f.a for f in fits])
     return Averaged(rows=rows, fitted=fitted, shapes=[f.shape for f in fits] or ["grid"],
-                    p=np.array([f.p for f in fits] or [0.0]), values=values, covs=covs, loss=loss_at,
+                    p=[f.p for f in fits] or [np.zeros(0)], values=values, covs=covs, loss=loss_at,
                     weights=weights, dof=dof, window=window, noise_from=noise_from, fits=fits)
 
 
