@@ -24,9 +24,12 @@ Tsai 1989, on the runs-level Gaussian likelihood), and the uncertainty of the
 average includes the spread between the models (Buckland, Burnham & Augustin
 1997, "Model selection: an integral part of inference", eq. 9), so a shape the
 data cannot pin down widens the interval instead of biasing it. The noise
-level is that of the runs-level regression: seed scatter within cells plus
-the fit's lack of fit, (SS_seeds + RSS) / (runs - parameters), with as many
-degrees of freedom; a single-seed sweep gets it from the residuals alone.
+level is that of the runs-level regression, (SS_seeds + RSS) / (runs -
+parameters), with as many degrees of freedom; when a lack-of-fit F test says
+the bowl misses the cell means by more than the seeds scatter (a shape outside
+the three, or one that changes with width), it is the cell means' own residual
+mean square instead (``ShapeFit.noise``). A single-seed sweep gets it from the
+residuals alone.
 
 Widths whose window cannot locate a minimum (fewer than four cells, or the
 best LR at an end of its usable range) are left to the caller: ``fitted`` is
@@ -105,8 +108,8 @@ class ShapeFit:
     n_params: int
     bad: np.ndarray  # (W,) bool: no convex bowl, or its minimum not inside the width's window
 
-    def noise(self, cells: Cells) -> tuple[float, float]:
-        """(sigma^2 of one run, its degrees of freedom).
+    def noise(self, cells: Cells) -> tuple[float, float, bool]:
+        """(sigma^2 of one run, its degrees of freedom, whether the bowl lacks fit).
 
         The runs-level residual mean square (SS_seeds + RSS) / (runs - parameters), unless
         the classic lack-of-fit F test (pure error from the seeds against the residual of
@@ -117,16 +120,15 @@ class ShapeFit:
         """
         dof = float(cells.m.sum()) - self.n_params
         if dof <= 0:
-            return float("nan"), 0.0
-        pooled = (cells.ss_seeds + self.rss) / dof
+            return float("nan"), 0.0, False
         dof_fit = cells.x.size - self.n_params
         if cells.dof_seeds > 0 and dof_fit > 0 and cells.ss_seeds > 0:
             from scipy.stats import f
 
             lack = (self.rss / dof_fit) / (cells.ss_seeds / cells.dof_seeds)
             if f.sf(lack, dof_fit, cells.dof_seeds) < LACK_OF_FIT_P:
-                return self.rss / dof_fit, float(dof_fit)
-        return pooled, dof
+                return self.rss / dof_fit, float(dof_fit), True
+        return (cells.ss_seeds + self.rss) / dof, dof, False
 
     def aicc(self, cells: Cells) -> float:
         """AICc of the runs-level Gaussian model (Hurvich & Tsai 1989), for Akaike weights."""
@@ -339,7 +341,7 @@ def estimate_optima(log2_lr: np.ndarray, loss: np.ndarray, std: np.ndarray, runs
     ``v0``: a first guess of each optimum (log2 lr).
     """
     rows = np.flatnonzero(found)
-    fit_rows, _, step = window_cells(log2_lr, usable[rows], best[rows], v0[rows])
+    fit_rows, step = window_cells(log2_lr, usable[rows], best[rows], v0[rows])
     fit_rows = rows[fit_rows]
     fits, weights, sigma2, dof, noise_from = [], np.ones(1), np.zeros(1), np.full(1, np.inf), None
     window = np.zeros_like(usable)
@@ -359,7 +361,8 @@ def estimate_optima(log2_lr: np.ndarray, loss: np.ndarray, std: np.ndarray, runs
         weights = np.exp(-(aicc - aicc.min()) / 2.0)
         weights /= weights.sum()
         sigma2, dof = np.array([n[0] for n in noise]), np.array([n[1] for n in noise])
-        noise_from = "seeds and residuals" if cells.dof_seeds > 0 else "residuals"
+        noise_from = ("residuals (the bowl lacks fit)" if noise[int(np.argmax(weights))][2] else
+                      "seeds and residuals" if cells.dof_seeds > 0 else "residuals")
         window[fit_rows] = sub
     else:  # no convex bowl, or as many parameters as cells (no noise level): no bowl at all
         fits, fit_rows = [], fit_rows[:0]
@@ -403,8 +406,9 @@ def _half(step: float) -> float:
 
 
 def window_cells(log2_lr: np.ndarray, usable: np.ndarray, best: np.ndarray,
-                 v0: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """(rows that can be fitted, their windows (rows, L), median grid step in octaves)."""
+                 v0: np.ndarray) -> tuple[np.ndarray, float]:
+    """(rows that can be fitted, median grid step in octaves): at least MIN_CELLS usable
+    cells within the window, and a usable LR on each side of the best one."""
     x = log2_lr
     steps = np.diff(x)
     step = float(np.median(steps)) if steps.size else 1.0
@@ -413,7 +417,7 @@ def window_cells(log2_lr: np.ndarray, usable: np.ndarray, best: np.ndarray,
     has_low = (usable & (idx[None, :] < best[:, None])).any(-1)
     has_high = (usable & (idx[None, :] > best[:, None])).any(-1)
     ok = (win.sum(-1) >= MIN_CELLS) & has_low & has_high & np.isfinite(v0)
-    return np.flatnonzero(ok), win, step
+    return np.flatnonzero(ok), step
 
 
 def resample_optima(avg: Averaged, log2_lr: np.ndarray, loss: np.ndarray, runs: np.ndarray,
