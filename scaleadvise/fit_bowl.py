@@ -46,20 +46,26 @@ SHAPES = ("symmetric", "kinked", "exponential")
 WINDOW = 1.5  # octaves either side of each width's optimum (and at least two grid steps)
 MIN_CELLS = 4  # a, c, v and one residual degree of freedom per width
 LACK_OF_FIT_P = 0.05  # below this p-value the bowl misses the cell means by more than seed noise
-_R, _LAM = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0), (-1.5, -0.75, 0.0, 0.75, 1.5, 2.5)  # start grids
+_R, _LAM = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0), (-1.5, -0.75, 0.01, 0.75, 1.5, 2.5)  # start grids (0.01: no series branch)
 _P_GRID = {"symmetric": [()], "kinked": [(r,) for r in _R], "exponential": [(lam,) for lam in _LAM]}
 _P_BOUNDS = {"symmetric": ([], []), "kinked": ([-3.0], [3.0]), "exponential": ([-4.0], [4.0])}
 
 
-def _exp_bowl(d: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """q = 2 (e^(lam d) - 1 - lam d) / lam^2, dq/dd, dq/dlam."""
-    if abs(lam) < 1e-4:  # its series to O(lam^2): no cancellation near 0, and it meets the closed form
-        return (d * d + lam * d**3 / 3.0 + lam * lam * d**4 / 12.0, 2.0 * d + lam * d * d + lam * lam * d**3 / 3.0,
-                d**3 / 3.0 + lam * d**4 / 6.0)
-    z = np.clip(lam * d, -60.0, 60.0)
+def _exp_bowl(d: np.ndarray, lam) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """q = 2 (e^(lam d) - 1 - lam d) / lam^2, dq/dd, dq/dlam (lam a number or an array broadcasting with d)."""
+    lam = np.asarray(lam, dtype=float)
+    small = np.abs(lam) < 1e-4  # its series to O(lam^2) there: no cancellation, and it meets the closed form
+    if small.any():
+        series = (d * d + lam * d**3 / 3.0 + lam * lam * d**4 / 12.0,
+                  2.0 * d + lam * d * d + lam * lam * d**3 / 3.0, d**3 / 3.0 + lam * d**4 / 6.0)
+        if small.all():
+            return series
+    safe = np.where(small, 1.0, lam)
+    z = np.clip(safe * d, -60.0, 60.0)
     em1 = np.expm1(z)
-    q = 2.0 * (em1 - z) / (lam * lam)
-    return q, 2.0 * em1 / lam, 2.0 * d * em1 / (lam * lam) - 2.0 * q / lam
+    q = 2.0 * (em1 - z) / (safe * safe)
+    closed = (q, 2.0 * em1 / safe, 2.0 * d * em1 / (safe * safe) - 2.0 * q / safe)
+    return tuple(np.where(small, a, b) for a, b in zip(series, closed)) if small.any() else closed
 
 
 def bowl(d: np.ndarray, shape: str, p) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -123,10 +129,10 @@ class ShapeFit:
             return float("nan"), 0.0, False
         dof_fit = cells.x.size - self.n_params
         if cells.dof_seeds > 0 and dof_fit > 0 and cells.ss_seeds > 0:
-            from scipy.stats import f
+            from scipy.special import fdtrc  # the F distribution's survival function
 
             lack = (self.rss / dof_fit) / (cells.ss_seeds / cells.dof_seeds)
-            if f.sf(lack, dof_fit, cells.dof_seeds) < LACK_OF_FIT_P:
+            if fdtrc(dof_fit, cells.dof_seeds, lack) < LACK_OF_FIT_P:
                 return self.rss / dof_fit, float(dof_fit), True
         return (cells.ss_seeds + self.rss) / dof, dof, False
 
@@ -154,15 +160,19 @@ def _search(cells: Cells, shape: str, v0: np.ndarray, step: float) -> tuple[tupl
     """Coarse start: every p of the shape's grid, every v within 3/4 octave of v0 (per width)."""
     offsets = np.arange(-0.75, 0.75 + 1e-9, step / 4.0)
     d = cells.x[None, :] - (v0[cells.width][None, :] + offsets[:, None])  # (V, n)
-    best_total, best = np.inf, None
-    for p in _P_GRID[shape]:
-        _, c, rss = _profile(cells, bowl(d, shape, p)[0])  # (V, W)
-        rss = np.where(np.isfinite(rss) & (c > 0), rss, np.inf)
-        j = np.argmin(rss, axis=0)
-        total = float(rss[j, np.arange(cells.n_widths)].sum())
-        if total < best_total:
-            best_total, best = total, (p, v0 + offsets[j])
-    return best if np.isfinite(best_total) else None
+    grid = np.array(_P_GRID[shape], dtype=float).reshape(len(_P_GRID[shape]), -1)  # (P, k)
+    if shape == "kinked":  # every p at once: (P, V, n)
+        g = d * d * np.where(d > 0, np.exp(grid[:, :1, None]), 1.0)
+    elif shape == "exponential":
+        g = _exp_bowl(d, grid[:, :1, None])[0]
+    else:
+        g = (d * d)[None]
+    _, c, rss = _profile(cells, g)  # (P, V, W)
+    rss = np.where(np.isfinite(rss) & (c > 0), rss, np.inf)
+    j = np.argmin(rss, axis=1)  # (P, W): each width's best v for each p
+    total = np.take_along_axis(rss, j[:, None, :], 1)[:, 0].sum(-1)
+    i = int(np.argmin(total))
+    return (tuple(grid[i]), v0 + offsets[j[i]]) if np.isfinite(total[i]) else None
 
 
 def fit_shape(cells: Cells, shape: str, v0: np.ndarray, step: float, iterations: int = 60) -> ShapeFit | None:

@@ -385,11 +385,11 @@ def locate_optima(log2_lr: np.ndarray, loss: np.ndarray, present: np.ndarray,
 def _quantile(level: float, dof: float | None) -> float:
     """Two-sided normal (dof None or inf) or Student-t quantile (any dof > 0, fractional from
     Satterthwaite); cached, scipy's ppf is slow per call."""
-    from scipy.stats import norm, t
+    from scipy.special import ndtri, stdtrit  # the ufuncs behind scipy.stats' norm.ppf and t.ppf
 
     if dof is None or not np.isfinite(dof) or dof > 1e6:
-        return float(norm.ppf(0.5 + level / 2))
-    return float(t.ppf(0.5 + level / 2, dof))
+        return float(ndtri(0.5 + level / 2))
+    return float(stdtrit(dof, 0.5 + level / 2))
 
 
 def has_repeats(grid: Grid) -> bool:
