@@ -310,11 +310,6 @@ def _grid_gaps(grid: Grid, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return below, above
 
 
-def _log2_optimum(opt: Optima, log2_lr: np.ndarray, method: str) -> np.ndarray:
-    best = np.where(opt.found, np.take(log2_lr, opt.best), np.nan)
-    return opt.log2_lr_refined if method == "refined" else best
-
-
 def _bootstrap(grid: Grid, avg: Averaged, use_ms: np.ndarray, opts: FitOptions, rng: np.random.Generator,
                advance: Callable[[int], None] | None) -> dict[str, np.ndarray]:
     """Exponents (and predictions) of every replicate with seeds resampled per cell."""
