@@ -21,6 +21,7 @@ from scaleadvise.cli.app import app
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "CONTRACTS.md"
 PACKAGE = Path(scaleadvise.__file__).parent
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _sections() -> dict[str, list[list[str]]]:
@@ -133,6 +134,8 @@ def _examples(tmp_path) -> dict[str, list[tuple[str, ...]]]:
         "epsilon": [("epsilon", str(grads), "--param", "mfp", "--plot", str(tmp_path / "eps.png")),
                     ("epsilon", str(grads))],
         "align": [("align", str(align), "--param", "mup", "--plot", str(tmp_path / "align.png"))],
+        "sweep": [("sweep", str(ROOT / "tests" / "sweep_fake_train.py"), "--widths", "64", "--lrs", "1e-3,2e-3",
+                   "--steps", "5", "--out", str(tmp_path / "sweep"), "--dry-run")],
     }
 
 
@@ -141,7 +144,7 @@ def _documented(command: str) -> set[tuple]:
     return {_pattern(_code(r[0])[0]) for r in rows}
 
 
-@pytest.mark.parametrize("command", ["prescribe", "check", "equiv", "presets", "fit", "epsilon", "align"])
+@pytest.mark.parametrize("command", ["prescribe", "check", "equiv", "presets", "fit", "epsilon", "align", "sweep"])
 def test_json_fields_are_documented_both_ways(command, cli, tmp_path, monkeypatch):
     documented = _documented(command)
     printed: set[tuple] = set()

@@ -234,3 +234,94 @@ def test_progress_bar_reports_every_replicate():
             advance(1)
     with _progress(False) as none:
         assert none is None
+
+
+# --------------------------------------------------------------------------- the same run twice
+
+
+def _dup_table(tmp_path, name: str, **kw):
+    """A two-seed sweep whose run (width 256, lr LRS[9], seed 1) appears a second time, appended
+    at the end with another loss (a rerun logged into the same file)."""
+    df = synthetic_sweep(WIDTHS, LRS, k=-1.0, lr0=2.0**-6, noise=0.003, seeds=2, rng=3, **kw)
+    twin = df[(df["width"] == 256) & (df["lr"] == LRS[9]) & (df["seed"] == 1)].assign(loss=lambda d: d["loss"] + 0.5)
+    both = pd.concat([df, twin], ignore_index=True)
+    first = int(np.flatnonzero((both["width"] == 256) & (both["lr"] == LRS[9]) & (both["seed"] == 1))[0])
+    path = tmp_path / name
+    if name.endswith(".csv"):
+        both.to_csv(path, index=False)
+    elif name.endswith(".tsv"):
+        both.to_csv(path, sep="\t", index=False)
+    elif name.endswith(".jsonl"):
+        both.to_json(path, orient="records", lines=True)
+    else:
+        both.to_parquet(path)
+    return path, df, first, len(both) - 1
+
+
+@pytest.mark.parametrize("name,where", [("s.csv", "line {}"), ("s.tsv", "line {}"), ("s.jsonl", "record {}"),
+                                        ("s.parquet", "row {}")])
+def test_the_same_run_twice_is_an_error_naming_both_rows(cli, tmp_path, name, where):
+    if name.endswith(".parquet"):
+        pytest.importorskip("pyarrow")
+    path, _, first, last = _dup_table(tmp_path, name)
+    code, out, err = cli("fit", str(path), "--json")
+    line = _error_line(err)
+    offset = 2 if "line" in where else 1  # CSV/TSV: the header is line 1
+    assert code == 2 and out == ""
+    assert f"{where.format(first + offset)} and {where.format(last + offset)} are the same run" in line
+    assert "width=256" in line and "seed=1" in line and "--duplicates last" in line
+
+
+def test_duplicates_last_keeps_the_last_and_says_so(cli, tmp_path):
+    path, df, _, _ = _dup_table(tmp_path, "s.csv")
+    code, out, err = cli("fit", str(path), "--json", "--bootstrap", "0", "--duplicates", "last")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["runs"] == len(df)  # counted once
+    assert any("kept the last of each" in w for w in doc["warnings"])
+    # The run kept is the appended one (its loss + 0.5), and the earlier row is gone.
+    from scaleadvise.analysis.fit import FitOptions, load_runs
+
+    runs, *_ = load_runs(str(path), FitOptions(duplicates="last"))
+    at = (runs.widths[runs.width] == 256) & (runs.lrs[runs.lr] == LRS[9])
+    twin = df[(df["width"] == 256) & (df["lr"] == LRS[9])].sort_values("seed")["loss"].to_numpy()
+    assert sorted(runs.loss[at]) == pytest.approx(sorted([twin[0], twin[1] + 0.5]))
+    code, _, err = cli("fit", str(path), "--duplicates", "first")
+    assert code == 2 and "--duplicates: 'first'" in _error_line(err)
+
+
+def test_an_appended_log_of_steps_is_caught(cli, tmp_path):
+    # Every logged step of a run written twice (a resumed logger appending to the same file).
+    df = synthetic_sweep(WIDTHS[:2], LRS, k=-1.0, lr0=2.0**-6, seeds=2, steps=[100, 200, 300], rng=1)
+    run = df[(df["width"] == 128) & (df["lr"] == LRS[5]) & (df["seed"] == 0)]
+    path = tmp_path / "steps.csv"
+    pd.concat([df, run], ignore_index=True).to_csv(path, index=False)
+    code, _, err = cli("fit", str(path))
+    assert code == 2 and "are the same run (width=128" in _error_line(err) and "step=100" in err
+    code, out, err = cli("fit", str(path), "--json", "--bootstrap", "0", "--duplicates", "last")
+    assert code == 0 and json.loads(out)["runs"] == len(df) // 3
+
+
+def test_without_a_seed_column_only_identical_rows_are_the_same_run(cli, tmp_path):
+    df = synthetic_sweep(WIDTHS, LRS, k=-1.0, lr0=2.0**-6, noise=0.003, seeds=2, rng=3).drop(columns="seed")
+    path = tmp_path / "unnamed.csv"
+    df.to_csv(path, index=False)  # two unnamed seeds per cell, different losses: averaged as before
+    code, out, _ = cli("fit", str(path), "--json", "--bootstrap", "0")
+    assert code == 0 and json.loads(out)["runs"] == len(df)
+    pd.concat([df, df.iloc[[7]]]).to_csv(path, index=False)  # one row appended again, unchanged
+    code, _, err = cli("fit", str(path))
+    assert code == 2 and f"line 9 and line {len(df) + 2} are the same run" in _error_line(err)
+    assert "add a seed column" in err
+
+
+def test_an_optimum_at_the_sweep_edge_gets_no_interval(cli, tmp_path):
+    # Width 1024's optimum (2^-9) is cut off: the best LR left is the largest swept, and the
+    # optimum could lie anywhere above it. An interval for k would be falsely narrow.
+    df = synthetic_sweep(WIDTHS, LRS, k=-1.0, lr0=2.0**-6, noise=0.003, seeds=2, rng=3)
+    path = tmp_path / "s.csv"
+    df[~((df["width"] == 1024) & (df["lr"] > 2.0**-10))].to_csv(path, index=False)
+    code, out, err = cli("fit", str(path), "--json", "--bootstrap", "0", "--target-width", "4096")
+    g = json.loads(out)["groups"][0]
+    assert code == 0 and g["lr_exponent"] is not None
+    assert g["lr_exponent_ci"] is None and g["predicted_lr_ci"] is None and g["transfer"] is None
+    assert "no interval" in g["verdict"] and "edge of the sweep at width 1024" in g["verdict"]

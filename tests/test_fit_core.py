@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaleadvise.analysis.fit_optima import bootstrap_grids, build_grid, locate_optima, refined_interval
+from scaleadvise.analysis.fit_optima import bootstrap_grids, build_grid, locate_optima
 from scaleadvise.analysis.powerlaw import batched_slopes, fit_loss_law, fit_power_law, grid_offsets
 
 
@@ -160,20 +160,6 @@ def test_batched_optima_equal_one_at_a_time():
         np.testing.assert_array_equal(batched.best[b], single.best)
         np.testing.assert_allclose(batched.log2_lr_refined[b], single.log2_lr_refined)
         np.testing.assert_array_equal(batched.max_stable[b], single.max_stable)
-
-
-def test_refined_interval_covers_the_vertex_under_seed_noise():
-    rng = np.random.default_rng(7)
-    x = np.arange(-12, -4, 0.5)
-    covered = 0
-    for _ in range(200):
-        runs = np.full(x.size, 4)
-        y = 3.0 + 0.1 * (x + 8.2) ** 2 + rng.normal(0, 0.01, (4, x.size))
-        mean, std = y.mean(0), y.std(0, ddof=1)
-        opt = locate_optima(x, mean[None], np.ones((1, x.size), bool))
-        lo, hi, _ = refined_interval(x, mean, std, runs, opt.window[0], opt.coef[0], x[opt.best[0]])
-        covered += lo <= -8.2 <= hi
-    assert covered >= 180  # nominal 95%: at least 90% of 200
 
 
 # --------------------------------------------------------------------------- grid and bootstrap

@@ -78,3 +78,44 @@ def test_build_grid_counts_diverged_runs_per_cell():
     np.testing.assert_array_equal(g.diverged, [[0, 1], [0, 1]])
     np.testing.assert_array_equal(g.loss, [[1.0, np.nan], [4.0, np.nan]])
     assert g.std[1, 0] == pytest.approx(np.sqrt(2.0))
+
+
+def _brute_force_pairs(parts, inner):
+    seen, pairs = {}, []
+    for i, key in enumerate(zip(*parts, inner)):
+        if key in seen:
+            pairs.append((seen[key], i))
+        seen[key] = i
+    return sorted(pairs, key=lambda p: p[1])
+
+
+@pytest.mark.parametrize("layout", ["runs in order", "shuffled", "appended twice", "one repeated step"])
+def test_repeated_rows_agree_with_brute_force(layout):
+    from scaleadvise.analysis.fit_optima import repeated_rows
+
+    rng = np.random.default_rng(3)
+    w, lr, seed, step = (a.ravel() for a in np.meshgrid(np.arange(3), np.arange(4), np.arange(2),
+                                                        np.array([10.0, 20.0, 30.0]), indexing="ij"))
+    rows = np.arange(w.size)
+    if layout == "shuffled":
+        rows = rng.permutation(rows)
+    elif layout == "appended twice":
+        rows = np.concatenate([rows, rows[30:36]])
+    elif layout == "one repeated step":
+        rows = np.insert(rows, 8, rows[7])
+    parts, inner = [w[rows], lr[rows], seed[rows]], step[rows]
+    earlier, later = repeated_rows(parts, inner)
+    assert sorted(zip(earlier.tolist(), later.tolist()), key=lambda p: p[1]) == _brute_force_pairs(parts, inner)
+    assert (later.size == 0) == (layout in ("runs in order", "shuffled"))
+
+
+def test_cell_sums_of_contiguous_cells_match_bincount():
+    from scaleadvise.analysis.fit_optima import _cell_sums
+
+    rng = np.random.default_rng(0)
+    cell = np.repeat(rng.permutation(50), rng.integers(1, 9, 50))  # each cell one block, cells in any order
+    x = rng.normal(size=cell.size)
+    runs, s1, s2 = _cell_sums(cell, x, 60)
+    np.testing.assert_array_equal(runs, np.bincount(cell, minlength=60))
+    np.testing.assert_allclose(s1, np.bincount(cell, weights=x, minlength=60), atol=1e-12)
+    np.testing.assert_allclose(s2, np.bincount(cell, weights=x * x, minlength=60), atol=1e-12)

@@ -99,3 +99,11 @@ def test_file_level_errors(tmp_path):
         read_table(_write(tmp_path, "h.csv", "width,lr,loss\n"), COLUMNS)
     with pytest.raises(UserError, match="cannot parse as jsonl"):
         read_table(_write(tmp_path, "b.jsonl", "{not json\n"), COLUMNS)
+
+
+@pytest.mark.parametrize("name,expected", [("s.csv", "line 4"), ("s.tsv", "line 4"), ("s.jsonl", "record 3"),
+                                           ("s.json", "record 3"), ("s.parquet", "row 3"), ("s.csv.gz", "line 4")])
+def test_where_names_a_row_as_the_file_shows_it(tmp_path, name, expected):
+    from scaleadvise.analysis.tables import Table
+
+    assert Table(path=str(tmp_path / name), frame=None).where(2) == expected

@@ -1,11 +1,14 @@
 """Sweeps -> optimum per width -> power laws -> transfer verdict (paper §4.2, C.1, E, I).
 
 ``fit_sweep(path, FitOptions(...))`` reads a sweep table (one row per run, or
-per logged step of each run), keeps each run's final step, averages seeds per
-(width, lr), finds each width's optimum and largest stable LR
-(``fit_optima``), fits lr*(n) = C n^k and L(n) = E + A n^-alpha
-(``powerlaw``), bootstraps the exponent by resampling seeds, and returns the
-JSON document of ``scaleadvise fit --json``. No Python loop touches rows.
+per logged step of each run), refuses (or with --duplicates last, drops) the
+same run logged twice, keeps each run's final step, averages seeds per
+(width, lr), finds each width's best and largest stable LR (``fit_optima``)
+and its optimum from a bowl shape shared by all widths (``fit_bowl``), fits
+lr*(n) = C n^k and L(n) = E + A n^-alpha (``powerlaw``) with small-sample
+intervals (the optima's own error plus their scatter about the law), checks
+them against a bootstrap over seeds, and returns the JSON document of
+``scaleadvise fit --json``. No Python loop touches rows.
 """
 
 from collections.abc import Callable
@@ -14,9 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scaleadvise.errors import UserError
-from scaleadvise.analysis.fit_optima import (INSTABILITY_RATIO, Grid, Optima, bootstrap_grids, build_grid, combine_codes,
-                                    dense_codes, final_steps, has_repeats, locate_optima, refined_interval)
-from scaleadvise.analysis.powerlaw import PowerLaw, batched_slopes, fit_loss_law, fit_power_law, grid_offsets
+from scaleadvise.analysis.fit_bowl import WINDOW, Averaged, estimate_optima, resample_optima
+from scaleadvise.analysis.fit_optima import (INSTABILITY_RATIO, Grid, Optima, _quantile, bootstrap_grids, build_grid,
+                                    combine_codes, dense_codes, drop_duplicates, final_steps, has_repeats,
+                                    locate_optima, run_blocks)
+from scaleadvise.analysis.powerlaw import (LawBand, PowerLaw, batched_slopes, fit_loss_law, fit_power_law, grid_offsets,
+                                  law_intervals)
 from scaleadvise.analysis.tables import Column, read_table
 
 SWEEP_COLUMNS = (
@@ -52,6 +58,7 @@ class FitOptions:
     optimum: str = "refined"  # or "observed" (the paper's best-of-sweep)
     instability: float = INSTABILITY_RATIO
     level: float = 0.95
+    duplicates: str = "error"  # the same run twice: "error", or "last" (keep the last of each)
     param: str | None = None
     optim: str | None = None
     setting: str | None = None
@@ -93,7 +100,9 @@ def load_runs(path: str, opts: FitOptions) -> tuple[Runs, list[str], list[str], 
     table = read_table(path, (DEPTH_COLUMN, *SWEEP_COLUMNS[1:]) if depth else SWEEP_COLUMNS, opts.columns)
     frame = table.frame
     warnings: list[str] = []
-    groups = _group_columns(table, opts.group_by, ("width",) if depth else ())
+    # The other size axis, where it varies, splits the table: each depth is its own width
+    # sweep (and each width its own depth sweep).
+    groups = _group_columns(table, opts.group_by, ("width",) if depth else ("depth",))
     warnings += _mixed_columns(table, groups)
     info = {"rows": len(frame), "columns": table.mapping, "scale_by": opts.scale_by}
     width, lr, loss = (frame[c].to_numpy(float) for c in (opts.scale_by, "lr", "loss"))
@@ -102,25 +111,32 @@ def load_runs(path: str, opts: FitOptions) -> tuple[Runs, list[str], list[str], 
     for col in groups:
         uniq, code = _text_codes(frame[col].to_numpy())
         gcode, key_values = combine_codes(gcode, code), key_values + [(col, uniq, code)]
-    keep = np.ones(len(frame), dtype=bool)
     widths, wi = dense_codes(width)
     lrs, li = dense_codes(lr)
-    if "step" in frame.columns:
-        step = frame["step"].to_numpy(float)
+    wcode = combine_codes(gcode, wi) if groups else wi
+    parts = [wcode, li]
+    if "seed" in frame.columns:
+        seed = frame["seed"].to_numpy()
+        # Integer seeds in a compact range are their own codes; anything else is hashed.
+        small = seed.dtype.kind in "iu" and seed.size and 0 <= seed.min() and seed.max() < 4 * seed.size
+        parts.append(seed.astype(np.int64, copy=False) if small else dense_codes(seed)[1])
+    step = frame["step"].to_numpy(float) if "step" in frame.columns else None
+    # Runs of different experiments pooled by an explicit --group-by are still different runs.
+    named = [c for c in table.extra_columns if c.lower() in AUTO_GROUP_COLUMNS and c not in groups]
+    ident = [combine_codes(parts[0], _text_codes(frame[c].to_numpy())[1]) for c in named[:1]] or parts[:1]
+    for c in named[1:]:
+        ident[0] = combine_codes(ident[0], _text_codes(frame[c].to_numpy())[1])
+    blocks = run_blocks(parts) if step is not None and len(parts) > 2 else None  # runs named by a seed
+    keep = drop_duplicates(table, ident + parts[1:], step, loss, opts.duplicates, warnings,
+                           blocks if not named else None)
+    if step is not None:
         if opts.step is not None:
-            keep = step <= opts.step
+            keep &= step <= opts.step
             if not keep.any():
                 raise UserError(f"{path}: --step {opts.step}: no rows at or before it "
                                 f"(steps run {step.min():g}..{step.max():g})")
-        wcode = combine_codes(gcode, wi) if groups else wi
-        parts = [wcode, li]
-        if "seed" in frame.columns:
-            seed = frame["seed"].to_numpy()
-            # Integer seeds in a compact range are their own codes; anything else is hashed.
-            small = seed.dtype.kind in "iu" and seed.size and 0 <= seed.min() and seed.max() < 4 * seed.size
-            parts.append(seed.astype(np.int64, copy=False) if small else dense_codes(seed)[1])
-        masked = step if opts.step is None else np.where(keep, step, -np.inf)
-        final, short = final_steps(parts, masked)
+        masked = step if keep.all() else np.where(keep, step, -np.inf)
+        final, short = final_steps(parts, masked, blocks)
         keep &= final
         # A run that stops before the others at its width crashed or is still running:
         # leave it out rather than compare losses from different points in training.
@@ -207,13 +223,14 @@ def _percentile_ci(samples: np.ndarray, level: float) -> tuple[float, float] | N
     return (float(np.percentile(s, q)), float(np.percentile(s, 100.0 - q)))
 
 
-def transfer_verdict(k: float | None, ci: tuple[float, float] | None, tol: float) -> tuple[bool | None, str]:
+def transfer_verdict(k: float | None, ci: tuple[float, float] | None, tol: float,
+                     why_no_ci: str = "no noise level to measure") -> tuple[bool | None, str]:
     """Does the base LR transfer across width? (paper §4.2: exponents near zero)."""
     if k is None:
         return None, "no exponent: the optimum was found at fewer than two widths"
     move = f"move the base LR by x{2.0 ** k:.3g} per doubling of width (lr* ∝ n^{k:.2f})"
     if ci is None:
-        return None, f"k = {k:.3f} has no interval (two widths and no repeated seeds): cannot judge transfer; {move}"
+        return None, f"k = {k:.3f} has no interval ({why_no_ci}): cannot judge transfer; {move}"
     lo, hi = ci
     if -tol <= lo and hi <= tol:
         return True, f"the base LR transfers: k = {k:.3f} [{lo:.3f}, {hi:.3f}] lies within ±{tol:g}"
@@ -223,9 +240,18 @@ def transfer_verdict(k: float | None, ci: tuple[float, float] | None, tol: float
                   "add seeds, widths or a finer LR grid")
 
 
-def _width_records(grid: Grid, opt: Optima, level: float, notes: dict[str, list[int]]) -> list[dict]:
+def _exp2_interval(lo: float, hi: float) -> list[float] | None:
+    """[2^lo, 2^hi], or None when the interval is not finite (an optimum the data cannot place)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.exp2([lo, hi])
+    return [float(out[0]), float(out[1])] if np.isfinite(out).all() and out[0] > 0 else None
+
+
+def _width_records(grid: Grid, opt: Optima, avg: Averaged, level: float, notes: dict[str, list[int]]) -> list[dict]:
     """One JSON record per width (a loop over widths, never over rows)."""
     x = grid.log2_lr
+    pos = {int(r): i for i, r in enumerate(avg.rows)}
+    values, ses, dofs = avg.widths()
     records = []
     for i, width in enumerate(grid.widths):
         w = int(width) if float(width).is_integer() else float(width)
@@ -247,20 +273,22 @@ def _width_records(grid: Grid, opt: Optima, level: float, notes: dict[str, list[
             notes["edge_high"].append(w)
         if present.size < 3:
             notes["few_lrs"].append(w)
-        if opt.refined[i]:
-            iv = refined_interval(x, grid.loss[i], grid.std[i], grid.runs[i], opt.window[i], opt.coef[i], x[b], level)
-            rec.update(lr_refined=float(2.0 ** opt.log2_lr_refined[i]), loss_refined=float(opt.loss_refined[i]),
-                       lr_refined_ci=None if iv is None else [float(2.0 ** iv[0]), float(2.0 ** iv[1])],
-                       lr_refined_ci_from=None if iv is None else iv[2], refined=True)
+        j = pos[i]
+        value, se = float(values[j]), float(ses[j])
+        h = _quantile(level, round(float(dofs[j]), 1)) * se
+        if avg.fitted[j]:
+            rec.update(lr_refined=float(2.0 ** value), loss_refined=float(avg.loss[j]),
+                       lr_refined_ci=_exp2_interval(value - h, value + h),
+                       lr_refined_ci_from=avg.noise_from, lr_refined_se_log2=se, refined=True)
         else:
             if present.size >= 3:
                 notes["not_refined"].append(w)
-            # Without a parabola the grid spacing is the resolution: halfway to each neighbour.
+            # Not located: the grid spacing is the resolution, halfway to each neighbour.
             lo = x[present[present < b][-1]] if (present < b).any() else x[b]
             hi = x[present[present > b][0]] if (present > b).any() else x[b]
             rec.update(lr_refined=float(grid.lrs[b]), loss_refined=float(grid.loss[i, b]),
                        lr_refined_ci=[float(2.0 ** ((lo + x[b]) / 2)), float(2.0 ** ((hi + x[b]) / 2))],
-                       lr_refined_ci_from="grid", refined=False)
+                       lr_refined_ci_from="grid", lr_refined_se_log2=se, refined=False)
         rec.update(max_stable_lr=float(grid.lrs[opt.max_stable[i]]), max_stable_censored=bool(opt.censored[i]))
         if opt.censored[i]:
             notes["censored"].append(w)
@@ -273,8 +301,8 @@ _NOTE_TEXT = {
     "edge_low": "the optimum is the smallest LR swept at width {w}: extend the sweep downward",
     "edge_high": "the optimum is the largest LR swept at width {w}: extend the sweep upward",
     "few_lrs": "fewer than three LRs at width {w}: no refinement, the best observed LR is used",
-    "not_refined": "no parabola through the optimum at width {w} (no stable LR on one side, or not convex); "
-                   "the best observed LR is used",
+    "not_refined": "the optimum could not be located at width {w} (fewer than four usable LRs near it, no stable "
+                   "LR on one side, or no convex bowl); the best observed LR is used, the grid spacing its error",
     "censored": "no unstable LR above the optimum at width {w}: the largest stable LR is only a lower bound "
                 "(C.1); extend the sweep upward to find the threshold",
 }
@@ -292,12 +320,7 @@ def _grid_gaps(grid: Grid, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return below, above
 
 
-def _log2_optimum(opt: Optima, log2_lr: np.ndarray, method: str) -> np.ndarray:
-    best = np.where(opt.found, np.take(log2_lr, opt.best), np.nan)
-    return opt.log2_lr_refined if method == "refined" else best
-
-
-def _bootstrap(grid: Grid, use: np.ndarray, use_ms: np.ndarray, opts: FitOptions, rng: np.random.Generator,
+def _bootstrap(grid: Grid, avg: Averaged, use_ms: np.ndarray, opts: FitOptions, rng: np.random.Generator,
                advance: Callable[[int], None] | None) -> dict[str, np.ndarray]:
     """Exponents (and predictions) of every replicate with seeds resampled per cell."""
     lx = np.log2(grid.widths)
@@ -305,8 +328,11 @@ def _bootstrap(grid: Grid, use: np.ndarray, use_ms: np.ndarray, opts: FitOptions
     out = {"k": [], "pred": [], "k_ms": [], "pred_ms": []}
     for y in bootstrap_grids(grid, opts.bootstrap, rng, advance):
         ob = locate_optima(grid.log2_lr, y, grid.present, opts.instability)
-        opt_b = np.where(use & ob.found, _log2_optimum(ob, grid.log2_lr, opts.optimum), np.nan)
-        k, pred = batched_slopes(lx, opt_b, target)
+        if opts.optimum == "refined":
+            opt_b = resample_optima(avg, grid.log2_lr, y, grid.runs)
+        else:
+            opt_b = np.where(ob.found, np.take(grid.log2_lr, ob.best), np.nan)[:, avg.rows]
+        k, pred = batched_slopes(lx[avg.rows], opt_b, target)
         ms = np.where(use_ms & ob.found & ~ob.censored, np.take(grid.log2_lr, ob.max_stable), np.nan)
         k_ms, pred_ms = batched_slopes(lx, ms, target)
         for name, v in (("k", k), ("pred", pred), ("k_ms", k_ms), ("pred_ms", pred_ms)):
@@ -316,7 +342,7 @@ def _bootstrap(grid: Grid, use: np.ndarray, use_ms: np.ndarray, opts: FitOptions
 
 
 def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng: np.random.Generator,
-                  progress: Progress | None = None, context: dict | None = None) -> tuple[dict, Grid]:
+                  progress: Progress | None = None, context: dict | None = None) -> tuple[dict, Grid, LawBand | None]:
     """Everything ``fit --json`` reports for one sweep (one parameterization x optimizer x setting).
 
     ``width`` and ``lr`` are per-run values, or (sorted uniques, code per run) pairs;
@@ -324,13 +350,16 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
     """
     grid = build_grid(width, lr, loss)
     opt = locate_optima(grid.log2_lr, grid.loss, grid.present, opts.instability)
+    avg = estimate_optima(grid.log2_lr, grid.loss, grid.std, grid.runs, opt.usable, grid.present, opt.found,
+                          opt.best, opt.log2_lr_refined)
     notes: dict[str, list] = {k: [] for k in _NOTE_TEXT}
-    records = _width_records(grid, opt, opts.level, notes)
+    records = _width_records(grid, opt, avg, opts.level, notes)
     warnings = [text.format(w=", ".join(str(v) for v in ws)).replace("width ", "widths " if len(ws) > 1 else "width ")
                 for kind, text in _NOTE_TEXT.items() if (ws := notes[kind])]
 
     use = opt.found
-    log2_opt = _log2_optimum(opt, grid.log2_lr, opts.optimum)
+    log2_opt = np.full(grid.widths.size, np.nan)
+    log2_opt[avg.rows] = avg.v if opts.optimum == "refined" else np.take(grid.log2_lr, opt.best[avg.rows])
     pl = fit_power_law(grid.widths[use], 2.0 ** log2_opt[use])
     pl_obs = fit_power_law(grid.widths[use], grid.lrs[opt.best[use]])
     use_ms = use & ~opt.censored
@@ -343,9 +372,11 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
     resampled = opts.bootstrap > 0 and pl is not None and has_repeats(grid)
     if resampled:
         advance = None if progress is None else progress(_label(key), opts.bootstrap)
-        boot = _bootstrap(grid, use, use_ms, opts, rng, advance)
+        boot = _bootstrap(grid, avg, use_ms, opts, rng, advance)
 
     target = None if opts.target_width is None else float(np.log2(opts.target_width))
+    line = law_intervals(avg, np.log2(grid.widths), target, opts.level) if pl is not None and opts.optimum == "refined" \
+        else None
 
     def summary(fit: PowerLaw | None, kb: str, pb: str, mask: np.ndarray, gaps: tuple | None) -> dict:
         if fit is None:
@@ -373,8 +404,23 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
     _, ms_above = _grid_gaps(grid, opt.max_stable)
     observed_gaps = (-below / 2.0, above / 2.0) if opts.optimum == "observed" else None
     lr_fit = summary(pl, "k", "pred", use, observed_gaps)
+    edges = [r["width"] for r in records if r.get("edge")]
+    why_no_ci = "no noise level to measure"
+    if line is not None:  # the refined optima: the small-sample interval replaces the envelope
+        (k_est, k_ci), pred = line["k"], line["pred"]
+        lr_fit.update(se=k_est.se, ci=k_ci if np.isfinite(k_ci).all() else None, dof=k_est.dof)
+        if pred is not None:
+            ci = _exp2_interval(*pred[1])
+            lr_fit.update(predicted_ci=None if ci is None else tuple(ci), predicted_se_log2=pred[0].se)
+        if edges:  # an optimum at the end of its sweep may lie anywhere beyond it: no honest interval
+            why_no_ci = f"the optimum is at the edge of the sweep at width {', '.join(map(str, edges))}"
+            lr_fit.update(se=None, ci=None, dof=None, predicted_ci=None, predicted_se_log2=None)
+            warnings.append(f"no interval for k or the predicted LR: {why_no_ci}; extend the sweep there")
+        elif avg.rows.size == 2:
+            warnings.append("two widths: the interval for k assumes their optima lie on the power law "
+                            "(a third width would test it)")
     ms_fit = summary(pl_ms, "k_ms", "pred_ms", use_ms, (np.zeros_like(ms_above), ms_above))
-    transfer, verdict = transfer_verdict(lr_fit["exponent"], lr_fit["ci"], opts.transfer_tol)
+    transfer, verdict = transfer_verdict(lr_fit["exponent"], lr_fit["ci"], opts.transfer_tol, why_no_ci)
     if opts.scale_by == "depth":  # the same verdict about the depth axis (lr* ∝ L^k)
         verdict = verdict.replace("widths", "depths").replace("width", "depth").replace("n^", "L^")
         warnings = [w.replace("widths", "depths").replace("width", "depth") for w in warnings]
@@ -386,16 +432,18 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
         "key": key, "label": _label(key), "runs": int(grid.runs.sum()),
         "widths": [r["width"] for r in records], "optima": records,
         "lr_exponent": lr_fit["exponent"], "lr_exponent_se": lr_fit["se"], "lr_exponent_ci": lr_fit["ci"],
+        "lr_exponent_dof": lr_fit.get("dof"),
         "lr_exponent_ci_t": lr_fit["ci_t"], "lr_exponent_ci_bootstrap": lr_fit["ci_bootstrap"],
         "lr_exponent_ci_grid": lr_fit.get("ci_grid"),
         "lr_constant": lr_fit["constant"], "lr_exponent_observed": None if pl_obs is None else pl_obs.k,
-        "optimum_method": opts.optimum,
+        "optimum_method": opts.optimum, "optimum_model": _model_doc(avg, line),
         "max_stable_lr_exponent": ms_fit["exponent"], "max_stable_lr_exponent_ci": ms_fit["ci"],
         "max_stable_lr_constant": ms_fit["constant"],
         "transfer": transfer, "transfer_tol": opts.transfer_tol, "verdict": verdict,
         "lr_factor_per_doubling": None if pl is None else 2.0 ** pl.k,
         "target_width": opts.target_width,
         **({"predicted_lr": lr_fit["predicted"], "predicted_lr_ci": lr_fit["predicted_ci"],
+            "predicted_lr_se_log2": lr_fit.get("predicted_se_log2"),
             "predicted_max_stable_lr": ms_fit["predicted"], "predicted_max_stable_lr_ci": ms_fit["predicted_ci"]}
            if opts.target_width is not None else {}),
         "loss_law": None if law is None else {
@@ -403,9 +451,19 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
             "predicted_loss": None if opts.target_width is None else law.predict(opts.target_width)},
         "interpretation": interpretation,
         "bootstrap": {"reps": opts.bootstrap if resampled else 0, "resampled": "seeds" if resampled else None,
-                      "level": opts.level},
+                      "level": opts.level, "in_interval": opts.optimum == "observed"},
         "warnings": warnings,
-    }, grid
+    }, grid, None if line is None else line["band"]
+
+
+def _model_doc(avg: Averaged, line: dict | None) -> dict:
+    """How the per-width optima were located (fit_bowl), for the JSON document."""
+    return {"shapes": {s: float(w) for s, w in zip(avg.shapes, avg.weights)},
+            "shape_parameters": {s: [float(x) for x in p] for s, p in zip(avg.shapes, avg.p)},
+            "window_octaves": WINDOW, "noise_from": avg.noise_from,
+            "noise_dof": None if not np.isfinite(avg.dof).all() else float(avg.weights @ avg.dof),
+            "widths_located": int(avg.fitted.sum()),
+            "between_width_sd": None if line is None else line["tau"]}
 
 
 def _label(key: dict) -> str:
@@ -442,6 +500,7 @@ def _interpretation(key: dict, opts: FitOptions, k, ci) -> tuple[dict | None, st
 class FitResult:
     doc: dict  # the --json document
     grids: list[Grid]  # one per group, for plotting
+    bands: list[LawBand | None] = field(default_factory=list)  # one per group: the law's interval, for plotting
 
 
 def _check_theory_flags(opts: FitOptions) -> None:
@@ -470,7 +529,7 @@ def fit_sweep(path: str, opts: FitOptions, progress: Progress | None = None) -> 
         parse_setting(opts.setting)
     _check_theory_flags(opts)
     runs, groups, warnings, info = load_runs(path, opts)
-    results, grids = [], []
+    results, grids, bands = [], [], []
     order = np.argsort(runs.group, kind="stable") if groups else None
     bounds = np.searchsorted(runs.group[order], np.arange(len(runs.keys) + 1)) if groups else [0, runs.group.size]
     for gi, key in enumerate(runs.keys):
@@ -479,13 +538,14 @@ def fit_sweep(path: str, opts: FitOptions, progress: Progress | None = None) -> 
             warnings.append(f"{_label(key)}: no runs at or before step {opts.step}; left out")
             continue
         rng = np.random.default_rng([opts.seed, gi])
-        res, grid = analyze_group(key, (runs.widths, runs.width[rows], runs.complete),
+        res, grid, band = analyze_group(key, (runs.widths, runs.width[rows], runs.complete),
                                   (runs.lrs, runs.lr[rows], runs.complete), runs.loss[rows], opts, rng, progress,
                                   context=info["context"])
         results.append(res)
         grids.append(grid)
+        bands.append(band)
         prefix = f"{res['label']}: " if groups else ""
         warnings += [prefix + w for w in res["warnings"]]
     doc = {"file": str(path), **info, "group_by": groups, "target_width": opts.target_width,
            "groups": results, "warnings": warnings}
-    return FitResult(doc=doc, grids=grids)
+    return FitResult(doc=doc, grids=grids, bands=bands)

@@ -9,10 +9,11 @@ replicates at once (no Python loop over rows, widths or replicates).
 Per width (paper §4.2 and C.1):
 
 * the best observed LR: the paper's method, the argmin over the sweep;
-* a refined optimum: the vertex of a least-squares parabola of loss against
+* a first refinement: the vertex of a least-squares parabola of loss against
   log2(lr) through the minimum and its finite neighbours within a factor of 2
   (always at least one neighbour on each side, never past the first unstable
-  LR), so a grid step of 2^0.5 no longer quantises the exponent;
+  LR). It is where ``fit_bowl`` starts: a symmetric parabola's vertex sits below
+  the optimum of a bowl steeper above it, and ``fit_bowl`` corrects for that;
 * the largest stable LR, by the C.1 heuristic: an LR above the optimum is
   unstable when its loss is NaN/inf or more than 20% above the minimum; the
   largest stable LR is the last finite LR below the first unstable one.
@@ -25,8 +26,14 @@ the usual file layout (each run's rows together) that gives the same answer.
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from scaleadvise.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scaleadvise.analysis.tables import Table
 
 INSTABILITY_RATIO = 0.2  # paper C.1: "exceeds the minimum eval loss by more than 20%"
 REFINE_WINDOW = 1.0  # log2 units either side of the best LR used by the parabola
@@ -103,7 +110,28 @@ def max_per(code: np.ndarray, values: np.ndarray) -> np.ndarray:
     return m[code]
 
 
-def _run_starts(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+@dataclass(frozen=True)
+class Blocks:
+    """Where the codes naming a run (or a cell) change from one row to the next."""
+
+    change: np.ndarray  # (rows - 1,) bool: row i + 1 starts a new block
+    starts: np.ndarray  # first row of each block
+    contiguous: bool  # every run is one block (its rows are not split over the file)
+
+
+def run_blocks(parts: list[np.ndarray]) -> Blocks:
+    """Blocks of rows sharing the codes in ``parts``: O(rows), no sort."""
+    change = parts[0][1:] != parts[0][:-1]
+    for p in parts[1:]:
+        change |= p[1:] != p[:-1]
+    starts = np.concatenate(([0], np.flatnonzero(change) + 1))
+    run = parts[0][starts]
+    for p in parts[1:]:
+        run = combine_codes(run, p[starts])
+    return Blocks(change=change, starts=starts, contiguous=np.unique(run).size == run.size)
+
+
+def _run_starts(parts: list[np.ndarray], blocks: Blocks | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """(first row, row count) of each run when every run's rows are contiguous, else None.
 
     ``parts`` are the codes that together name a run (width, LR, seed); loggers write
@@ -111,25 +139,18 @@ def _run_starts(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None
     reduceat over blocks instead of scattering a million rows.
     """
     n = parts[0].size
-    change = parts[0][1:] != parts[0][:-1]
-    for p in parts[1:]:
-        change |= p[1:] != p[:-1]
-    starts = np.concatenate(([0], np.flatnonzero(change) + 1))
-    if starts.size > n // 4:
+    blocks = blocks or run_blocks(parts)
+    if blocks.starts.size > n // 4 or not blocks.contiguous:
         return None
-    run = parts[0][starts]
-    for p in parts[1:]:
-        run = combine_codes(run, p[starts])
-    if np.unique(run).size < run.size:  # some run's rows are split over several blocks
-        return None
-    return starts, np.diff(np.append(starts, n))
+    return blocks.starts, np.diff(np.append(blocks.starts, n))
 
 
-def final_steps(parts: list[np.ndarray], step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def final_steps(parts: list[np.ndarray], step: np.ndarray,
+                blocks: Blocks | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rows at their run's last step, and those of them whose run stops before the last
     step of the others at its width (``parts[0]`` codes the width). ``step`` is -inf
     on rows after --step."""
-    blocks = _run_starts(parts)
+    blocks = _run_starts(parts, blocks)
     if blocks is None:
         run = parts[0]
         for p in parts[1:]:
@@ -146,6 +167,76 @@ def final_steps(parts: list[np.ndarray], step: np.ndarray) -> tuple[np.ndarray, 
     return final, final & np.repeat(top < width_top[width], lengths)
 
 
+def _contiguous_increasing(parts: list[np.ndarray], inner: np.ndarray, blocks: Blocks | None = None) -> bool:
+    """Whether rows sharing the codes in ``parts`` form one block each, with ``inner``
+    strictly increasing within it: then no two rows share (parts, inner). O(rows), no sort;
+    it holds for files written run by run (steps in order) or cell by cell (seeds in order)."""
+    blocks = blocks or run_blocks(parts)
+    return blocks.contiguous and not (~blocks.change & (inner[1:] <= inner[:-1])).any()
+
+
+def repeated_rows(parts: list[np.ndarray], inner: np.ndarray,
+                  blocks: Blocks | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of rows with the same identity (the codes in ``parts`` and the values of
+    ``inner``): (earlier, later) row indices, each later row paired with the previous
+    row of its identity in file order; empty when every identity occurs once."""
+    if inner.size < 2 or _contiguous_increasing(parts, inner, blocks):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    keys = [*parts, inner]
+    order = np.lexsort(keys[::-1])  # stable: ties stay in file order
+    same = np.ones(order.size - 1, dtype=bool)
+    for k in keys:
+        ks = k[order]
+        same &= ks[1:] == ks[:-1]
+    at = np.flatnonzero(same)
+    return order[at], order[at + 1]
+
+
+def drop_duplicates(table: "Table", parts: list[np.ndarray], step: np.ndarray | None, loss: np.ndarray, policy: str,
+                    warnings: list[str], blocks: Blocks | None = None) -> np.ndarray:
+    """Rows to keep: the same run (grouping keys, width, lr, seed, step) twice is an error naming
+    both lines, or with --duplicates last only the last of each is kept; never counted twice.
+
+    Without a seed column, rows at the same (width, lr, step) may be unnamed seeds: only rows
+    identical in (finite) loss as well count as the same run.
+    """
+    if policy not in ("error", "last"):
+        raise UserError(f"--duplicates: {policy!r} is not 'error' or 'last'")
+    has_seed = "seed" in table.frame.columns
+    if has_seed:
+        ident = list(parts)
+    else:  # the loss joins the identity; diverged (NaN) runs are all distinct, one NaN is like another
+        same_loss = dense_codes(np.ascontiguousarray(loss).view(np.int64))[1]
+        bad = ~np.isfinite(loss)
+        same_loss[bad] = same_loss.max(initial=0) + 1 + np.arange(int(bad.sum()))
+        ident = [*parts, same_loss]
+    if step is not None:  # ``blocks`` (of ``parts``) serve when the identity is just ``parts``
+        earlier, later = repeated_rows(ident, step, blocks if has_seed else None)
+    else:  # one row per run: the seed (or the loss) is the innermost key
+        earlier, later = repeated_rows(ident[:-1], ident[-1])
+    keep = np.ones(len(table.frame), dtype=bool)
+    if later.size == 0:
+        return keep
+    first = int(np.argmin(later))
+    a, b = int(earlier[first]), int(later[first])
+    if policy == "error":
+        names = [c for c in ("width", "lr", "seed", "step") if c in table.frame.columns]
+        shown = ", ".join(f"{c}={_fmt_cell(table.frame[c].iloc[b])}" for c in names)
+        unnamed = "" if has_seed else " (and the same loss; if they are different seeds, add a seed column)"
+        raise UserError(f"{table.path}: {table.where(a)} and {table.where(b)} are the same run ({shown}){unnamed}; "
+                        f"{later.size} row(s) repeat an earlier one: remove them, or pass --duplicates last "
+                        "to keep the last of each")
+    keep[earlier] = False  # every row with a later twin
+    warnings.append(f"{later.size} row(s) repeat an earlier run ({table.where(a)} and {table.where(b)} first): "
+                    "kept the last of each (--duplicates last)")
+    return keep
+
+
+def _fmt_cell(v) -> str:
+    v = v.item() if hasattr(v, "item") else v
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def _codes(values) -> tuple[np.ndarray, np.ndarray]:
     """Sorted uniques and codes from raw values, or compacted from (uniques, codes[, complete])
     computed for a larger table."""
@@ -156,6 +247,24 @@ def _codes(values) -> tuple[np.ndarray, np.ndarray]:
         return uniques, codes
     used = np.bincount(codes, minlength=uniques.size) > 0
     return uniques[used], (np.cumsum(used) - 1)[codes]
+
+
+def _cell_sums(cell: np.ndarray, x: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs, sum and sum of squares of ``x`` per cell. Files list a cell's runs together,
+    and summing contiguous blocks (reduceat) is ~20x faster than a weighted bincount; the
+    bincount serves any other order (same answer up to summation order)."""
+    change = np.flatnonzero(cell[1:] != cell[:-1]) + 1
+    if change.size < cell.size // 4:
+        starts = np.concatenate(([0], change))
+        heads = cell[starts]
+        if np.unique(heads).size == heads.size:  # each cell is one block
+            runs, s1, s2 = np.zeros(n_cells, dtype=np.int64), np.zeros(n_cells), np.zeros(n_cells)
+            runs[heads] = np.diff(np.append(starts, cell.size))
+            s1[heads] = np.add.reduceat(x, starts)
+            s2[heads] = np.add.reduceat(x * x, starts)
+            return runs, s1, s2
+    return (np.bincount(cell, minlength=n_cells), np.bincount(cell, weights=x, minlength=n_cells),
+            np.bincount(cell, weights=x * x, minlength=n_cells))
 
 
 def build_grid(width, lr, loss: np.ndarray) -> Grid:
@@ -177,11 +286,9 @@ def build_grid(width, lr, loss: np.ndarray) -> Grid:
     # (any one loss), which keeps the cancellation harmless for losses O(1) apart.
     shift = float(loss[np.argmax(finite)]) if finite.any() else 0.0
     x = loss - shift if all_finite else np.where(finite, loss - shift, 0.0)
-    runs = np.bincount(cell, minlength=n_cells)
+    runs, s1, s2 = _cell_sums(cell, x, n_cells)
     # Finite runs per cell: all runs less the (few) diverged ones, counted alone.
     n_ok = (runs if all_finite else runs - np.bincount(cell[~finite], minlength=n_cells)).astype(float)
-    s1 = np.bincount(cell, weights=x, minlength=n_cells)
-    s2 = np.bincount(cell, weights=x * x, minlength=n_cells)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_ok = s1 / n_ok + shift
         var = np.maximum(s2 - s1 * s1 / n_ok, 0.0) / (n_ok - 1)
@@ -208,6 +315,7 @@ class Optima:
     window: np.ndarray  # (..., W, L) bool: the points the parabola used
     max_stable: np.ndarray  # int index of the largest stable LR
     censored: np.ndarray  # bool: no unstable LR above the optimum, so max_stable is a lower bound
+    usable: np.ndarray  # (..., W, L) bool: finite and not past the first unstable LR (what a bowl may fit)
 
 
 def _last_true(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -269,47 +377,19 @@ def locate_optima(log2_lr: np.ndarray, loss: np.ndarray, present: np.ndarray,
         found=found, best=best, min_loss=min_loss, refined=refined,
         log2_lr_refined=np.where(found, best_log2 + vertex, np.nan),
         loss_refined=np.where(refined, a + b * vertex + c * vertex**2, min_loss),
-        coef=coef, window=win, max_stable=max_stable, censored=censored,
+        coef=coef, window=win, max_stable=max_stable, censored=censored, usable=usable,
     )
 
 
-@lru_cache(maxsize=64)
-def _quantile(level: float, dof: int | None) -> float:
-    """Two-sided normal (dof None) or Student-t quantile; cached, scipy's ppf is slow per call."""
-    from scipy.stats import norm, t
+@lru_cache(maxsize=256)
+def _quantile(level: float, dof: float | None) -> float:
+    """Two-sided normal (dof None or inf) or Student-t quantile (any dof > 0, fractional from
+    Satterthwaite); cached, scipy's ppf is slow per call."""
+    from scipy.special import ndtri, stdtrit  # the ufuncs behind scipy.stats' norm.ppf and t.ppf
 
-    return float(norm.ppf(0.5 + level / 2) if dof is None else t.ppf(0.5 + level / 2, dof))
-
-
-def refined_interval(log2_lr: np.ndarray, loss: np.ndarray, std: np.ndarray, runs: np.ndarray,
-                     window: np.ndarray, coef: np.ndarray, log2_best: float,
-                     level: float = 0.95) -> tuple[float, float, str] | None:
-    """Delta-method interval for one width's parabola vertex, in log2 lr.
-
-    The noise level comes from the parabola's residuals when it has more than
-    three points, and from the seeds' standard errors when cells were repeated;
-    the larger is used. With three single-seed points neither exists: None.
-    """
-    x = log2_lr[window] - log2_best
-    y = loss[window]
-    n = x.size
-    X = np.stack([np.ones(n), x, x * x], 1)
-    a, b, c = coef
-    sigma2, quantile, how = 0.0, _quantile(level, None), None
-    if n > 3:
-        r = y - X @ coef
-        sigma2, how = float(r @ r / (n - 3)), "residuals"
-        quantile = _quantile(level, n - 3)
-    se = std[window] / np.sqrt(np.maximum(runs[window], 1))
-    if np.isfinite(se).all() and n and float(np.mean(se**2)) > sigma2:
-        sigma2, how = float(np.mean(se**2)), "seeds"
-    if how is None or c <= 0:
-        return None
-    cov = sigma2 * np.linalg.inv(X.T @ X)
-    grad = np.array([0.0, -1.0 / (2 * c), b / (2 * c * c)])
-    h = quantile * float(np.sqrt(max(grad @ cov @ grad, 0.0)))
-    v = -b / (2 * c)
-    return (log2_best + v - h, log2_best + v + h, how)
+    if dof is None or not np.isfinite(dof) or dof > 1e6:
+        return float(ndtri(0.5 + level / 2))
+    return float(stdtrit(dof, 0.5 + level / 2))
 
 
 def has_repeats(grid: Grid) -> bool:

@@ -16,8 +16,12 @@ numpy and scipy only; nothing here knows about files or the CLI.
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scaleadvise.analysis.fit_bowl import Averaged
 
 # Huber threshold on log-loss residuals; Chinchilla (approach 3) uses 1e-3.
 HUBER_DELTA = 1e-3
@@ -64,7 +68,7 @@ class PowerLaw:
         return (float(2.0 ** (mid - h)), float(2.0 ** (mid + h)))
 
 
-def _t_quantile(level: float, dof: int) -> float:
+def _t_quantile(level: float, dof: float) -> float:
     from scaleadvise.analysis.fit_optima import _quantile
 
     return _quantile(level, dof)
@@ -223,3 +227,77 @@ def grid_offsets(log2_x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     if target_log2_x is None:
         return k_off, None
     return k_off, bound(1.0 / lx.size + (target_log2_x - lx.mean()) * w_k)
+
+
+def line_weights(log2_x: np.ndarray, target_log2_x: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The least-squares line as linear maps of the y values: slope = w_k @ y and, at
+    the target, prediction = w_p @ y (w_p = 1/n + (x_t - mean x) w_k)."""
+    lx = np.asarray(log2_x, dtype=float)
+    dx = lx - lx.mean()
+    w_k = dx / float(dx @ dx)
+    return w_k, None if target_log2_x is None else 1.0 / lx.size + (target_log2_x - lx.mean()) * w_k
+
+
+def scatter_variance(log2_x: np.ndarray, values: np.ndarray, covs: np.ndarray) -> np.ndarray:
+    """Variance of the points about the line beyond their own errors, one per row of ``values``.
+
+    The method-of-moments estimate of a random-effects meta-regression (DerSimonian &
+    Laird 1986, extended to a slope and to correlated estimates): with H the hat matrix
+    of the line and S the points' covariance, E[e'e] = tr((I - H)(S + tau2 I)), so
+    tau2 = max(0, (e'e - tr((I - H) S)) / (n - 2)). Zero with two points (nothing to see).
+    """
+    lx = np.asarray(log2_x, dtype=float)
+    n = lx.size
+    if n < 3:
+        return np.zeros(len(values))
+    X = np.stack([np.ones(n), lx - lx.mean()], 1)
+    resid_maker = np.eye(n) - X @ np.linalg.solve(X.T @ X, X.T)
+    e = values @ resid_maker.T  # (M, n) residuals of each row's line
+    own = np.einsum("ij,mji->m", resid_maker, covs)
+    return np.maximum(0.0, ((e * e).sum(-1) - own) / (n - 2))
+
+
+@dataclass(frozen=True)
+class LawBand:
+    """The interval of the fitted law lr*(n) at any width, as ``_line`` computes it at the target
+    (for the plot's band)."""
+
+    avg: "Averaged"  # fit_bowl.Averaged: the per-width optima under each shape fit
+    log2_widths: np.ndarray  # of the widths in the fit
+    tau2: np.ndarray  # scatter about the law, per shape fit
+    level: float
+
+    def __call__(self, widths: np.ndarray) -> np.ndarray:
+        """(len(widths), 2) lower and upper lr* at each width."""
+        extra_dof = float(self.log2_widths.size - 2) if self.log2_widths.size > 2 else np.inf
+        out = []
+        for x in np.log2(np.asarray(widths, float)):
+            w = line_weights(self.log2_widths, float(x))[1]
+            est = self.avg.linear(w, (w @ w) * self.tau2, extra_dof)
+            h = _t_quantile(self.level, round(est.dof, 1)) * est.se
+            out.append((est.value - h, est.value + h))
+        return np.exp2(np.array(out))
+
+
+def law_intervals(avg, log2_widths: np.ndarray, target: float | None, level: float) -> dict:
+    """k and the prediction at the target from the model-averaged optima (``fit_bowl.Averaged``),
+    with small-sample intervals: {"k": (Estimate, ci), "pred": (Estimate, ci) or None, "tau", "band"}.
+
+    Each estimate's variance is the optima's own (noise, shape uncertainty) plus their
+    scatter about the power law (``scatter_variance``, with n - 2 degrees of freedom);
+    the interval is Student-t with Satterthwaite's degrees of freedom. With two widths
+    there is no scatter to measure: the interval then assumes the optima lie on the law.
+    """
+    lx = log2_widths[avg.rows]
+    w_k, w_p = line_weights(lx, target)
+    tau2 = scatter_variance(lx, avg.values, avg.covs)
+    extra_dof = float(lx.size - 2) if lx.size > 2 else np.inf
+    out = {"tau": float(np.sqrt(avg.weights @ tau2)), "band": LawBand(avg, lx, tau2, level)}
+    for name, w in (("k", w_k), ("pred", w_p)):
+        if w is None:
+            out[name] = None
+            continue
+        est = avg.linear(w, (w @ w) * tau2, extra_dof)
+        h = _t_quantile(level, round(est.dof, 1)) * est.se
+        out[name] = (est, (est.value - h, est.value + h))
+    return out

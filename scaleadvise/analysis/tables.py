@@ -46,6 +46,11 @@ class Table:
     def __len__(self) -> int:
         return len(self.frame)
 
+    def where(self, index: int) -> str:
+        """Row ``index`` (0-based) as a person finds it in the file: 'line 7' (CSV/TSV, header
+        on line 1), 'record 6' (JSON lines), 'row 6' (Parquet)."""
+        return _line(_format(Path(self.path)), index)
+
 
 _FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "csv", ".jsonl": "jsonl",
             ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -108,9 +113,11 @@ def _read_raw(path: Path) -> "pd.DataFrame":
         raise UserError(f"{path}: cannot parse as {fmt}: {' '.join(str(e).split())}") from e
 
 
-def _line(fmt_is_text: bool, index: int) -> str:
+def _line(fmt: str, index: int) -> str:
     # Line numbers as an editor shows them: the header is line 1 in CSV/TSV.
-    return f"line {index + 2}" if fmt_is_text else f"record {index + 1}"
+    if fmt in ("csv", "tsv"):
+        return f"line {index + 2}"
+    return f"row {index + 1}" if fmt == "parquet" else f"record {index + 1}"
 
 
 def read_table(
@@ -134,7 +141,7 @@ def read_table(
     raw = _read_raw(p)
     if raw.shape[1] == 0 or len(raw) == 0:
         raise UserError(f"{p}: the table has no rows")
-    text_format = _format(p) in ("csv", "tsv")
+    fmt = _format(p)
     lower = {str(c).strip().lower(): c for c in raw.columns}
     found = [str(c) for c in raw.columns]
     rename: dict[str, str] = {}
@@ -175,7 +182,7 @@ def read_table(
             if bad.any():
                 i = int(np.flatnonzero(bad.to_numpy())[0])
                 raise UserError(
-                    f"{p}: {_line(text_format, i)}, column {col.name!r}: {series.iloc[i]!r} is not a number"
+                    f"{p}: {_line(fmt, i)}, column {col.name!r}: {series.iloc[i]!r} is not a number"
                 )
             arr = values.to_numpy(dtype=float)
         if not col.allow_nonfinite:
@@ -183,12 +190,12 @@ def read_table(
             if nonfinite.any():  # only now pay for locating the first one
                 i = int(np.flatnonzero(nonfinite)[0])
                 what = "is empty or NaN" if np.isnan(arr[i]) and _is_blank(frame[col.name].iloc[i]) else f"{arr[i]} is not finite"
-                raise UserError(f"{p}: {_line(text_format, i)}, column {col.name!r}: {what}")
+                raise UserError(f"{p}: {_line(fmt, i)}, column {col.name!r}: {what}")
         if col.positive and not (arr > 0).all():
             nonpos = np.isfinite(arr) & (arr <= 0)
             if nonpos.any():
                 i = int(np.flatnonzero(nonpos)[0])
-                raise UserError(f"{p}: {_line(text_format, i)}, column {col.name!r}: {arr[i]:g} must be > 0")
+                raise UserError(f"{p}: {_line(fmt, i)}, column {col.name!r}: {arr[i]:g} must be > 0")
         if series.dtype != np.float64:
             frame[col.name] = arr
     extra = [c for c in frame.columns if c not in canonical]

@@ -28,6 +28,8 @@ Input: one row per run (or per logged step: the last step of each run is used),
 columns width, lr, loss (aliases such as d_model, learning_rate, eval_loss are
 recognised), optional seed, step and grouping columns (param, optim, setting...).
 Seeds at the same (width, lr) are averaged; NaN/inf losses mark diverged runs.
+The same run twice (an appended log) is an error naming both lines, or with
+--duplicates last only the last of each is kept.
 """
 
 _BAR_THRESHOLD = 20_000_000  # resampled rows before the bootstrap is worth a progress bar
@@ -83,9 +85,16 @@ def _render_group(res: dict, axis: str = "width") -> None:
         table.add_row(str(r["width"]), str(r["n_lrs"]), _fmt(r["lr"]), loss, _fmt(r["lr_refined"]),
                       _fmt_ci(r["lr_refined_ci"]), _fmt(r["max_stable_lr"]), "; ".join(notes))
     console.print(table)
+    model = res.get("optimum_model") or {}
+    if model.get("widths_located"):
+        shapes = ", ".join(f"{name} {w:.2f}" for name, w in model["shapes"].items() if w >= 0.005)
+        _say(f"  optima: one bowl shape for the {model['widths_located']} located widths, weighted {shapes} "
+             f"(noise from {model['noise_from']}, {model['noise_dof']:.0f} d.o.f.)")
     k = res["lr_exponent"]
     if k is not None:
-        se = f" ± {res['lr_exponent_se']:.3f} (s.e.)" if res["lr_exponent_se"] is not None else ""
+        dof = res.get("lr_exponent_dof")
+        dof = "" if dof is None else f", {dof:.0f} d.o.f." if dof < 1e4 else ", normal"
+        se = f" ± {res['lr_exponent_se']:.3f} (s.e.{dof})" if res["lr_exponent_se"] is not None else ""
         _say(f"  lr* = {res['lr_constant']:.3g} · {var}^k with k = [bold]{k:.3f}[/bold]{se}, "
                       f"95% interval {_fmt_ci(res['lr_exponent_ci'], '.3f') or 'none'}  "
                       f"(best-of-sweep method: {_fmt(res['lr_exponent_observed'], '.3f')})")
@@ -139,18 +148,25 @@ def fit_command(
     transfer_tol: float = typer.Option(0.1, "--transfer-tol", min=0.0, help="Transfer holds when the interval for "
                                        "k lies within ±this."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap replicates (resampling seeds per "
-                                  "(width, lr)); 0 for the t-interval alone."),
+                                  "(width, lr)), reported beside the interval as a check; 0 to skip."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the bootstrap."),
-    optimum: str = typer.Option("refined", "--optimum", help="'refined' (parabola vertex) or 'observed' (the "
-                                "paper's best LR of the sweep) for the power law."),
+    optimum: str = typer.Option("refined", "--optimum", help="'refined' (the minimum of a bowl fitted near "
+                                "each width's optimum) or 'observed' (the paper's best LR of the sweep) for the "
+                                "power law."),
+    duplicates: str = typer.Option("error", "--duplicates", help="The same run twice (same grouping columns, "
+                                   "width, lr, seed, step; e.g. an appended log): 'error' (default) names both "
+                                   "lines; 'last' keeps the last of each."),
 ) -> None:
     """Find the optimal and max stable LR per width, fit lr* = C·n^k, and say whether the base LR transfers.
 
     Follows the paper's method (Everett et al. 2024, §4.2, Figure 4; instability
-    heuristic C.1: above the optimum, NaN or loss > 1.2 x minimum), refines each
-    optimum with a parabola in log2(lr), and reports k with a 95% interval (the
-    t-interval of the log-log fit, the bootstrap over seeds and the LR grid's
-    resolution, whichever is widest).
+    heuristic C.1: above the optimum, NaN or loss > 1.2 x minimum). Each width's
+    optimum is the minimum of a loss-vs-log2(lr) bowl whose shape (symmetric,
+    or steeper on one side) is shared by all widths, averaged over three shape
+    families. k and the predicted LR get small-sample 95% intervals: the
+    optima's own error (seed noise, lack of fit, shape uncertainty) plus their
+    scatter about the power law, Student-t with Satterthwaite's degrees of
+    freedom. The bootstrap over seeds is reported beside them as a check.
     """
     from scaleadvise.analysis.fit import FitOptions, fit_sweep
     from scaleadvise.errors import UserError
@@ -167,8 +183,9 @@ def fit_command(
         groups = () if group_by.strip().lower() in ("", "none") else tuple(
             g for g in (p.strip() for p in group_by.split(",")) if g)
     opts = FitOptions(
-        target_width=target_depth if scale_by == "depth" else target_width, group_by=groups, scale_by=scale_by, step=step, transfer_tol=transfer_tol, bootstrap=bootstrap,
-        seed=seed, optimum=optimum.strip().lower(), param=param, optim=optim, setting=setting,
+        target_width=target_depth if scale_by == "depth" else target_width, group_by=groups, scale_by=scale_by,
+        step=step, transfer_tol=transfer_tol, bootstrap=bootstrap, seed=seed, optimum=optimum.strip().lower(),
+        duplicates=duplicates.strip().lower(), param=param, optim=optim, setting=setting,
         columns={"width": width_col, "depth": depth_col, "lr": lr_col, "loss": loss_col, "seed": seed_col,
                  "step": step_col},
     )
@@ -183,7 +200,7 @@ def fit_command(
     if plot is not None:
         from scaleadvise.plots.fit import plot_fit
 
-        plot_fit(result.doc, result.grids, plot)
+        plot_fit(result.doc, result.grids, plot, result.bands)
     for w in result.doc["warnings"]:
         err_console.print(f"[yellow]warning:[/yellow] {w}", soft_wrap=True, markup=True)
     if json_out:

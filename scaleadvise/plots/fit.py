@@ -15,8 +15,11 @@ from scaleadvise.analysis.powerlaw import fit_power_law
 from scaleadvise.plots import check_plot_path, pyplot, save_figure
 
 
-def plot_fit(doc: dict, grids: list[Grid], out: str | Path) -> None:
-    """Draw every group of a ``fit`` result and write the figure atomically to ``out``."""
+def plot_fit(doc: dict, grids: list[Grid], out: str | Path, bands: list | None = None) -> None:
+    """Draw every group of a ``fit`` result and write the figure atomically to ``out``.
+
+    ``bands`` (``FitResult.bands``) give the interval of the fitted law at any width; without
+    one a group's band is the t-interval of the log-log line."""
     plt = pyplot()
     out = check_plot_path(out)
     groups = doc["groups"]
@@ -25,9 +28,10 @@ def plot_fit(doc: dict, grids: list[Grid], out: str | Path) -> None:
     all_widths = np.unique(np.concatenate([g.widths for g in grids]))
     norm = plt.Normalize(np.log2(all_widths.min()), np.log2(max(all_widths.max(), all_widths.min() * 2)))
     cmap = plt.get_cmap("viridis")
-    for col, (res, grid) in enumerate(zip(groups, grids)):
+    bands = bands or [None] * len(groups)
+    for col, (res, grid, band) in enumerate(zip(groups, grids, bands)):
         _sweep_panel(axes[0, col], res, grid, cmap, norm)
-        _law_panel(axes[1, col], res, doc.get("target_width"), doc.get("scale_by", "width"))
+        _law_panel(axes[1, col], res, doc.get("target_width"), band, doc.get("scale_by", "width"))
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
     bar = fig.colorbar(sm, ax=axes[0, :].tolist(), pad=0.01, fraction=0.04)
     ticks = np.log2(all_widths)
@@ -64,7 +68,7 @@ def _sweep_panel(ax, res: dict, grid: Grid, cmap, norm) -> None:
     ax.grid(alpha=0.3, which="both")
 
 
-def _law_panel(ax, res: dict, target_width, axis: str = "width") -> None:
+def _law_panel(ax, res: dict, target_width, band=None, axis: str = "width") -> None:
     """lr* and max stable LR against width, log-log, with fitted power laws (Figure 4, bottom row)."""
     recs = [r for r in res["optima"] if r.get("lr") is not None]
     ax.set_xscale("log", base=2)
@@ -95,9 +99,12 @@ def _law_panel(ax, res: dict, target_width, axis: str = "width") -> None:
         ci = res["lr_exponent_ci"]
         label = f"lr* ∝ {var}^{k:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
         ax.plot(xs, c * xs**k, "-", color="C0", lw=1.5, label=label)
-        if fit is not None and fit.dof >= 1:
-            band = np.array([fit.predict_interval(x) for x in xs])
-            ax.fill_between(xs, band[:, 0], band[:, 1], color="C0", alpha=0.15, lw=0)
+        if band is not None:
+            lohi = band(xs)
+            ax.fill_between(xs, lohi[:, 0], lohi[:, 1], color="C0", alpha=0.15, lw=0)
+        elif fit is not None and fit.dof >= 1:
+            lohi = np.array([fit.predict_interval(x) for x in xs])
+            ax.fill_between(xs, lohi[:, 0], lohi[:, 1], color="C0", alpha=0.15, lw=0)
     if res.get("max_stable_lr_exponent") is not None:
         km, cm = res["max_stable_lr_exponent"], res["max_stable_lr_constant"]
         ax.plot(xs, cm * xs**km, "--", color="C3", lw=1.2, label=f"max stable ∝ {var}^{km:.2f}")

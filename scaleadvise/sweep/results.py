@@ -20,11 +20,11 @@ from pathlib import Path
 
 from scaleadvise.sweep.plan import FINISHED, Run, parse_run_name, read_result
 
-FIELDS = ("width", "lr", "loss", "step", "seed", "param", "optim", "diverged")
+SWEEP_COLUMNS = ("width", "lr", "loss", "step", "seed", "param", "optim", "diverged")
 
 
 def fields(depth_axis: bool) -> tuple[str, ...]:
-    return FIELDS[:1] + ("depth",) + FIELDS[1:] if depth_axis else FIELDS
+    return SWEEP_COLUMNS[:1] + ("depth",) + SWEEP_COLUMNS[1:] if depth_axis else SWEEP_COLUMNS
 
 
 def _finite(x) -> float | None:
