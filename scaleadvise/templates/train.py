@@ -290,7 +290,7 @@ class Run:
             loss = self.step(step, total, warmup)
             done = step + 1
             if args.grads_every and (done % args.grads_every == 0 or done == 1):
-                self.grads.write([{"width": self.width, "step": done, **r}
+                self.grads.write([{"width": self.width, "step": done, "seed": self.seed, **r}
                                   for r in gradient_scales(self.model, self.opt, self.dist)])
             self.opt.zero_grad(set_to_none=True)
             last = done == total or done == args.stop_at
