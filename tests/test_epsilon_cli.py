@@ -172,7 +172,8 @@ def test_unknown_layer_in_flag(cli):
 
 @pytest.mark.parametrize("args,match", [
     (("--optim", "sgd"), "--optim: sgd has no epsilon"),
-    (("--optim", "adafactor"), "--optim"),
+    (("--optim", "adam-atan2"), "--optim: adam-atan2 has no epsilon"),
+    (("--optim", "lion"), "--optim"),
     (("--optim", "adamm"), "unknown optimizer"),
     (("--param", "xyz"), "--param"),
     (("--eps", "0"), "--eps"),
@@ -181,6 +182,17 @@ def test_unknown_layer_in_flag(cli):
     (("--thresholds", "0,0.1"), "--thresholds"),
     (("--target-width", "0"), "--target-width"),
     (("--confidence", "1.5"), "--confidence"),
+    (("--loss-budget", "0"), "--loss-budget"),
+    (("--loss-budget", "nan"), "--loss-budget"),
+    (("--lost-decrease", "1"), "--lost-decrease"),
+    (("--early-step", "inf"), "--early-step"),
+    (("--yardstick", "hidden=0.1@0.5"), "no decrease columns"),
+    (("--yardstick", "hidden=0.1"), "--yardstick"),
+    (("--yardstick", "wibble=0.1@0.5"), "layer type must be"),
+    (("--yardstick", "hidden=0.1@1.5"), "FACTOR is the LR multiplier"),
+    (("--yardstick", "hidden=0.1@0"), "FACTOR is the LR multiplier"),
+    (("--yardstick", "hidden=nan@0.5"), "must be a finite number"),
+    (("--yardstick", "hidden=x@0.5"), "COST and FACTOR must be numbers"),
 ])
 def test_bad_flags(cli, tmp_path, args, match):
     path = write_grads(tmp_path / "g.csv", {"readout": (1.0, 1e-6)})
