@@ -22,11 +22,16 @@ The rule (pre-registered in examples/epsilon/PREREGISTRATION.md before its compa
    retained fraction of layer type T is Phi_T = sum_T w_t phi_t / sum_T w_t; of the
    model, Phi = sum_t w_t phi_t.
 4. Calibration, per layer type at the base width (``Yardstick``): Y_T(f) is the loss
-   increase when every LR of type T is multiplied by f < 1 with eps negligible. An LR
-   cut by f keeps the fraction f of T's first-order decrease, as eps does with
-   Phi_T = f. Predicted cost at width n: C(n) = sum_T Y_T(Phi_T(n)), with Y_T linear
-   in ln f through (f = 1, 0) and the measured points, extended along its last
-   segment below the smallest measured f. Types are assumed to add.
+   increase of an intervention that leaves type T the share f of its first-order
+   decrease and changes nothing else, with f read from that run's own decrease terms.
+   examples/epsilon uses an eps on type T alone, the same mechanism as the constant
+   eps it predicts for. (An LR cut by f also leaves f, but at its base width it cost
+   far less than an eps leaving the same share, and halving the hidden LR even helped:
+   eps silences the coordinates with small sqrt(v), an LR cut scales all alike. So the
+   yardstick must match the mechanism.) Predicted cost at width n:
+   C(n) = sum_T Y_T(Phi_T(n)), Y_T linear in ln f through (f = 1, 0) and the measured
+   points, extended along its last segment below the smallest measured f. Types are
+   assumed to add.
 5. The crossing is the smallest width with C(n) >= the loss budget ("predictor
    decrease+yardsticks"). Without yardsticks it is the smallest width with
    1 - Phi(n) >= the lost-decrease budget ("predictor decrease", uncalibrated).
@@ -52,7 +57,8 @@ DRAWS = 2000
 
 @dataclass(frozen=True)
 class Yardstick:
-    """Loss increase at the base width when every LR of ``layer_type`` is multiplied by ``factor``.
+    """Loss increase at the base width of an intervention leaving ``layer_type`` the share
+    ``factor`` of its first-order decrease (rule, step 4).
 
     ``costs`` holds one value per replicate (e.g. per seed, paired with its reference run).
     """
@@ -94,8 +100,9 @@ class RunDecreases:
     tensors: list[str]
     types: list[str]
     widths: np.ndarray  # (R,)
-    log_rho: np.ndarray  # (R, T)
+    log_rho: np.ndarray  # (R, T), rescaled to the eps asked about
     log_d0: np.ndarray  # (R, T)
+    log_rho_run: np.ndarray  # (R, T), with each run's own eps (what it measured)
     dropped: dict[str, str] = field(default_factory=dict)
 
 
@@ -126,7 +133,8 @@ def run_decreases(samples: Mapping[str, LayerSamples], eps: float) -> RunDecreas
                 dropped[name] = (f"run at width {key[0]:g} has mean decrease {me:.3g}, without eps {m0:.3g}: "
                                  f"no positive first-order progress for eps to take")
                 break
-            runs[key] = (math.log(lost / me * eps / (sum(used) / len(used))), math.log(m0))
+            own = math.log(lost / me)
+            runs[key] = (own + math.log(eps / (sum(used) / len(used))), math.log(m0), own)
         else:
             per_tensor[name] = runs
     if not per_tensor and not dropped:
@@ -142,6 +150,7 @@ def run_decreases(samples: Mapping[str, LayerSamples], eps: float) -> RunDecreas
         widths=np.array([k[0] for k in all_runs], dtype=float),
         log_rho=np.array([[per_tensor[t][k][0] for t in names] for k in all_runs]).reshape(len(all_runs), len(names)),
         log_d0=np.array([[per_tensor[t][k][1] for t in names] for k in all_runs]).reshape(len(all_runs), len(names)),
+        log_rho_run=np.array([[per_tensor[t][k][2] for t in names] for k in all_runs]).reshape(len(all_runs), len(names)),
         dropped=dropped,
     )
 
@@ -287,22 +296,24 @@ def predict(samples: Mapping[str, LayerSamples], req: Request) -> dict | None:
     if data is None:
         return None
     notes = [f"{k}: left out ({why})" for k, why in data.dropped.items()]
+    kinds = [k for k in LAYER_TYPES if k in data.types]
+    measured = _measured(data, kinds)
     if not data.tensors or len(set(data.widths.tolist())) < 2:
         why = "no tensor has usable decrease terms" if not data.tensors else "the decrease terms span one width"
         return {"predictor": None, "crossing_width": None, "reason": f"{why}: no width law to extrapolate",
-                "notes": notes}
-    kinds = [k for k in LAYER_TYPES if k in data.types]
+                "measured": measured, "notes": notes}
     if req.yardsticks:
         missing = [k for k in kinds if k not in req.yardsticks]
         if missing:
-            raise UserError(f"--yardstick: none for layer type(s) {', '.join(missing)}; measure at the base width the "
-                            f"loss increase when every {missing[0]} LR is multiplied by 0.5 (eps negligible) and pass "
-                            f"--yardstick {missing[0]}=COST@0.5")
+            raise UserError(f"--yardstick: none for layer type(s) {', '.join(missing)}; at the base width, train with an "
+                            f"eps on the {missing[0]} tensors alone, read the share of their first-order decrease it "
+                            f"leaves (model_prediction.measured of that run's grads.csv) and pass "
+                            f"--yardstick {missing[0]}=LOSS_INCREASE@SHARE")
         notes += [f"yardstick for {k} ignored: no tensor of that type has decrease terms"
                   for k in req.yardsticks if k not in kinds]
         if any(y.se is None for k in kinds for y in req.yardsticks[k]):
             notes.append("a yardstick with one measurement carries no noise estimate: the interval leaves its "
-                         "error out (repeat --yardstick TYPE=COST@FACTOR once per seed)")
+                         "error out (repeat --yardstick TYPE=COST@SHARE once per seed)")
     fit = joint_fit(np.log(data.widths), np.concatenate([data.log_rho, data.log_d0], axis=1))
     level = req.loss_budget if req.yardsticks else req.lost_budget
     fine = np.linspace(0.0, MAX_LOG2_WIDTH, int(MAX_LOG2_WIDTH * 64) + 1) * math.log(2.0)
@@ -355,8 +366,27 @@ def predict(samples: Mapping[str, LayerSamples], req: Request) -> dict | None:
         "yardsticks": {k: [{"factor": y.factor, "cost": y.mean, "n": len(y.costs), "se": y.se} for y in v]
                        for k, v in req.yardsticks.items()},
         "verdict": _verdict(width, lo_hi, req),
+        "measured": measured,
         "notes": notes,
     }
+
+
+def _measured(data: RunDecreases, kinds: list[str]) -> dict:
+    """Per width: the share of each type's first-order decrease its runs kept, with the eps
+    they ran with (mean over runs; a yardstick run's SHARE, rule step 4)."""
+    out: dict = {}
+    if not data.tensors:
+        return out
+    for w in sorted(set(data.widths.tolist())):
+        rows = data.widths == w
+        by_type = []
+        for r in np.flatnonzero(rows):
+            lines = np.concatenate([data.log_rho_run[r], data.log_d0[r]])
+            t, _ = retained(np.stack([lines, np.zeros_like(lines)]), np.zeros(1), data.types, kinds)
+            by_type.append(t[0])
+        mean = np.mean(by_type, axis=0)
+        out[f"{w:g}"] = {"runs": int(rows.sum()), "retained_by_type": {k: float(mean[i]) for i, k in enumerate(kinds)}}
+    return out
 
 
 def _width(ln_n: float) -> float:
@@ -369,7 +399,7 @@ def _rule_text(req: Request) -> str:
         return (f"smallest width where the loss cost of eps, sum over layer types of Y_T(Phi_T), reaches "
                 f"{req.loss_budget:g}: Phi_T = share of type T's first-order decrease that eps leaves (tensors "
                 f"weighted by their decrease without eps, laws fitted per tensor over runs), Y_T = loss increase "
-                f"measured at the base width when every type-T LR is cut to that share")
+                f"measured at the base width by an intervention leaving type T that share (--yardstick)")
     return (f"smallest width where eps removes {req.lost_budget:.0%} of the model's first-order decrease "
             f"(tensors weighted by their decrease without eps; uncalibrated: pass --yardstick for a loss)")
 

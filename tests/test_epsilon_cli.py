@@ -189,10 +189,10 @@ def test_unknown_layer_in_flag(cli):
     (("--yardstick", "hidden=0.1@0.5"), "no decrease columns"),
     (("--yardstick", "hidden=0.1"), "--yardstick"),
     (("--yardstick", "wibble=0.1@0.5"), "layer type must be"),
-    (("--yardstick", "hidden=0.1@1.5"), "FACTOR is the LR multiplier"),
-    (("--yardstick", "hidden=0.1@0"), "FACTOR is the LR multiplier"),
+    (("--yardstick", "hidden=0.1@1.5"), "SHARE is the share"),
+    (("--yardstick", "hidden=0.1@0"), "SHARE is the share"),
     (("--yardstick", "hidden=nan@0.5"), "must be a finite number"),
-    (("--yardstick", "hidden=x@0.5"), "COST and FACTOR must be numbers"),
+    (("--yardstick", "hidden=x@0.5"), "COST and SHARE must be numbers"),
 ])
 def test_bad_flags(cli, tmp_path, args, match):
     path = write_grads(tmp_path / "g.csv", {"readout": (1.0, 1e-6)})
@@ -308,7 +308,7 @@ def test_model_level_without_yardsticks_is_uncalibrated(cli, tmp_path):
 def test_missing_yardstick_type_is_bad_input(cli, tmp_path):
     path = write_runs(tmp_path / "g.csv")
     _bad(cli, "epsilon", str(path), "--eps", "3e-5", "--yardstick", "hidden=0.04@0.5",
-         match="--yardstick: none for layer type(s) readout")
+         match="--yardstick: none for layer type(s) readout; at the base width, train with an eps on the readout")
 
 
 def test_adafactor_per_layer_eps_scales_with_twice_g(cli):

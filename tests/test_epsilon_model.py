@@ -184,9 +184,13 @@ def test_no_decrease_columns_means_no_prediction():
     assert M.predict({"hidden": s}, request()) is None
 
 
-def test_one_width_gives_no_law():
-    out = M.predict(samples(widths=(64,)), request())
+def test_one_width_gives_no_law_but_the_measured_shares():
+    """A yardstick run (one width) still reports what its eps left each type: its SHARE."""
+    out = M.predict(samples(widths=(64,)), request(eps=1.0))  # the asked eps does not touch what was measured
     assert out["predictor"] is None and "one width" in out["reason"]
+    by_type, _ = truth(64.0)
+    assert out["measured"]["64"]["runs"] == 3
+    assert out["measured"]["64"]["retained_by_type"] == pytest.approx(by_type, rel=1e-12)
 
 
 def test_two_runs_give_a_point_without_interval():

@@ -15,7 +15,7 @@ EPILOG = """\b
 Examples:
   scaleadvise epsilon grads.csv --eps 1e-8 --param mfp --optim adam
   scaleadvise epsilon grads.csv --eps 3e-5 --param mfp --base-width 64 --target-width 256 \\
-      --yardstick hidden=0.04@0.5 --yardstick embedding=0.02@0.5 --yardstick readout=0.03@0.5 --loss-budget 0.02
+      --yardstick hidden=0.07@0.45 --yardstick embedding=0.16@0.76 --yardstick readout=0.02@0.62 --loss-budget 0.05
   scaleadvise epsilon grads.csv --eps 1e-9 --target-width 16384 --plot eps.png --json
   scaleadvise epsilon --param mfp --width 16384 --grad-rms hidden=3e-7@1024 --eps 1e-8
   scaleadvise epsilon grads.csv --optim adafactor --eps 1e-30 --param mfp
@@ -80,7 +80,7 @@ def _width(n: float | None) -> str:
 
 
 def parse_yardsticks(values: list[str]) -> dict:
-    """``--yardstick TYPE=COST@FACTOR`` (repeatable; repeats of one TYPE@FACTOR are replicates)."""
+    """``--yardstick TYPE=COST@SHARE`` (repeatable; repeats of one TYPE@SHARE are replicates)."""
     from scaleadvise.epsilon_model import LAYER_TYPES, group_yardsticks
     from scaleadvise.errors import UserError
 
@@ -91,18 +91,18 @@ def parse_yardsticks(values: list[str]) -> dict:
         cost, at, factor = rest.partition("@")
         kind = kind.strip()
         if not (eq and at and kind):
-            raise UserError(f"{where}: expected TYPE=COST@FACTOR, e.g. hidden=0.04@0.5 (loss increase when every "
-                            f"hidden LR is multiplied by 0.5 at the base width)")
+            raise UserError(f"{where}: expected TYPE=COST@SHARE, e.g. hidden=0.07@0.45 (loss increase at the base "
+                            f"width of an intervention leaving the hidden tensors 45% of their first-order decrease)")
         if kind not in LAYER_TYPES:
             raise UserError(f"{where}: layer type must be one of {', '.join(LAYER_TYPES)}")
         try:
             c, f = float(cost), float(factor)
         except ValueError:
-            raise UserError(f"{where}: COST and FACTOR must be numbers, e.g. hidden=0.04@0.5") from None
+            raise UserError(f"{where}: COST and SHARE must be numbers, e.g. hidden=0.07@0.45") from None
         if not math.isfinite(c):
             raise UserError(f"{where}: the loss increase must be a finite number")
         if not (0 < f < 1):
-            raise UserError(f"{where}: FACTOR is the LR multiplier of the intervention, a number in (0, 1)")
+            raise UserError(f"{where}: SHARE is the share of the first-order decrease the intervention leaves, in (0, 1)")
         points.append((kind, f, c))
     return group_yardsticks(points)
 
@@ -122,7 +122,7 @@ def epsilon(
     min_eps: Optional[float] = typer.Option(None, "--min-eps", help="Smallest constant eps to recommend (default: the paper's tested 1e-15, App. F; 1e-30 for adafactor)."),
     confidence: float = typer.Option(0.95, "--confidence", help="Level of the intervals (exponents, model-level crossing)."),
     early_step: Optional[float] = typer.Option(None, "--early-step", help="Compare g with the theory on rows with step <= this (default: each run's first logged step; the theory's g is at init, B.7)."),
-    yardstick: list[str] = typer.Option([], "--yardstick", help="TYPE=COST@FACTOR: loss increase at the base width when every TYPE LR is multiplied by FACTOR (eps negligible); repeat per type, and per seed."),
+    yardstick: list[str] = typer.Option([], "--yardstick", help="TYPE=COST@SHARE: loss increase at the base width of an intervention (an eps on TYPE alone) that leaves TYPE the SHARE of its first-order decrease; repeat per type, and per seed."),
     loss_budget: float = typer.Option(0.01, "--loss-budget", help="Loss cost of eps the model-level crossing is defined by (with --yardstick)."),
     lost_decrease: float = typer.Option(0.1, "--lost-decrease", help="Without --yardstick: share of the first-order decrease eps may remove before the crossing."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG: gradient scale vs width with the eps lines and crossings."),
