@@ -487,11 +487,8 @@ def analyze(
         from scaleadvise.epsilon_model import predict
 
         prediction = predict(samples, model)  # type: ignore[arg-type]
-        if prediction is None:
-            notes.append("no decrease columns (decrease, decrease_no_eps): no model-level prediction; grads.csv "
-                         "from `scaleadvise emit-train` logs them")
-        elif prediction.get("verdict", {}).get("action") == "keep" and overall.action in ("smaller-constant",
-                                                                                             "per-layer"):
+        if prediction is not None and prediction.get("verdict", {}).get("action") == "keep" \
+                and overall.action in ("smaller-constant", "per-layer"):
             overall = Recommendation("keep", f"{prediction['verdict']['text']} (model level, "
                                              f"{prediction['predictor']}); per tensor: {overall.reason}",
                                      eps=ctx.eps, safe_up_to_width=prediction["crossing_width"])
@@ -515,6 +512,9 @@ def analyze(
     if moved:
         notes.append(f"during training sqrt(v) scales differently from the theory's g (the readout moves the "
                      f"gradients, B.13) for {', '.join(moved)}; the fits over training are used for the crossings")
+    if model is not None and prediction is None:
+        notes.append("no decrease columns (decrease, decrease_no_eps): no model-level prediction; the grads.csv "
+                     "of an `emit-train` script logs them")
     return {
         "eps": ctx.eps,
         "optimizer": ctx.optim,

@@ -30,8 +30,10 @@ The rule (pre-registered in examples/epsilon/PREREGISTRATION.md before its compa
    eps silences the coordinates with small sqrt(v), an LR cut scales all alike. So the
    yardstick must match the mechanism.) Predicted cost at width n:
    C(n) = sum_T Y_T(Phi_T(n)), Y_T linear in ln f through (f = 1, 0) and the measured
-   points, extended along its last segment below the smallest measured f. Types are
-   assumed to add.
+   points, extended along its last segment below the smallest measured f. Taking more
+   of a type's progress is assumed never to lower the loss: the measured mean costs,
+   ordered by falling share, are replaced by their weighted isotonic (non-decreasing)
+   fit, anchored at 0 for f = 1. Types are assumed to add.
 5. The crossing is the smallest width with C(n) >= the loss budget ("predictor
    decrease+yardsticks"). Without yardsticks it is the smallest width with
    1 - Phi(n) >= the lost-decrease budget ("predictor decrease", uncalibrated).
@@ -231,6 +233,27 @@ def yardstick_cost(log_phi: np.ndarray, log_f: np.ndarray, cost: np.ndarray) -> 
     return out
 
 
+def isotonic(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted least-squares fit of y (..., P) that is non-decreasing along the last axis.
+
+    The max-min formula of isotonic regression, fit_j = max_{i<=j} min_{k>=j} mean_w(y[i..k]),
+    vectorised over the leading axes (P is a handful of yardstick points).
+    """
+    p = y.shape[-1]
+    cw = np.concatenate([[0.0], np.cumsum(w)])
+    cy = np.concatenate([np.zeros(y.shape[:-1] + (1,)), np.cumsum(y * w, axis=-1)], axis=-1)
+    out = np.empty_like(y)
+    for j in range(p):
+        best = np.full(y.shape[:-1], -np.inf)
+        for i in range(j + 1):
+            worst = np.full(y.shape[:-1], np.inf)
+            for k in range(j, p):
+                worst = np.minimum(worst, (cy[..., k + 1] - cy[..., i]) / (cw[k + 1] - cw[i]))
+            best = np.maximum(best, worst)
+        out[..., j] = best
+    return out
+
+
 def first_crossing(ln_n: np.ndarray, crit: np.ndarray, level: float) -> np.ndarray:
     """ln of the first width where crit (..., G) reaches level, linear between grid points;
     -inf when already at the first grid point, +inf when never."""
@@ -270,6 +293,11 @@ def _criterion(coef, ln_n, data: RunDecreases, kinds, req: Request, ys_draw=None
         sticks = req.yardsticks[kind]
         log_f = np.log([y.factor for y in sticks])
         cost = np.array([y.mean for y in sticks]) if ys_draw is None else ys_draw[kind]
+        # Taking more of a type's progress never buys loss back: the yardstick curve is made
+        # non-decreasing as the share falls (anchored at 0 for f = 1), pooling noisy points.
+        n = np.array([1e12] + [len(y.costs) for y in sticks], dtype=float)
+        anchored = np.concatenate([np.zeros(cost.shape[:-1] + (1,)), cost], axis=-1)
+        cost = isotonic(anchored, n)[..., 1:]
         total = total + yardstick_cost(np.log(np.maximum(by_type[..., i], 1e-300)), log_f, cost)
     return total
 

@@ -410,3 +410,28 @@ def test_analyze_reports_the_adafactor_form():
     up = rep["layers"]["blocks.0.mlp.up"]
     s_t = 3e-7 * 16**-1.5
     assert up["target"]["eps_ratio"] == pytest.approx(1e-30 / s_t**2)
+
+
+# ------------------------------------------------------------------ the model level in the overall advice
+
+
+def test_model_level_keep_overrides_a_per_tensor_change():
+    """eps is far above 1% of sqrt(v) on a hidden tensor (per tensor: change eps), but that tensor
+    carries 1% of the first-order decrease: the model-level prediction keeps eps, and says so."""
+    from scaleadvise.epsilon_model import Request
+
+    samples = {}
+    for name, kind, s_base, d0 in (("blocks.0.mlp.up", "hidden", 1e-7, 1e-5), ("readout", "readout", 1e-3, 1e-3)):
+        s = samples[name] = E.LayerSamples(name, kind)
+        for n in (256.0, 512.0, 1024.0):
+            for seed in (0, 1):
+                sv = s_base * (n / BASE) ** -1.0
+                s.add(n, sv, sv, run=(seed,), step=1.0)
+                s.decrease[-1], s.decrease_no_eps[-1], s.eps_used[-1] = d0 / (1 + 1e-8 / sv), d0, 1e-8
+    c = ctx(eps=1e-8, param="mfp", target_width=2048.0)
+    plain = E.analyze(samples, c)
+    assert plain["recommendation"]["action"] != "keep" and plain["model_prediction"] is None
+    rep = E.analyze(samples, c, model=Request(eps=1e-8, base_width=BASE, target_width=2048.0, lost_budget=0.1))
+    m = rep["model_prediction"]
+    assert m["predictor"] == "decrease" and m["verdict"]["action"] == "keep"
+    assert rep["recommendation"]["action"] == "keep" and "model level" in rep["recommendation"]["reason"]

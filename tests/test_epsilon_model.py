@@ -217,3 +217,21 @@ def test_same_input_same_interval():
     a = M.predict(samples(noise=0.1), request())
     b = M.predict(samples(noise=0.1), request())
     assert a["crossing_width_ci"] == b["crossing_width_ci"]
+
+
+def test_isotonic_pools_violators_and_keeps_monotone_data():
+    assert M.isotonic(np.array([0.0, 0.05, 0.12]), np.array([1e12, 3, 3])) == pytest.approx([0, 0.05, 0.12])
+    # 0.038 then 0.030 (noise): pooled to their mean; a negative first cost pools with the anchor 0.
+    assert M.isotonic(np.array([0.0, 0.038, 0.030]), np.array([1e12, 5, 5])) == pytest.approx([0, 0.034, 0.034])
+    assert M.isotonic(np.array([0.0, -0.02, 0.04]), np.array([1e12, 2, 2])) == pytest.approx([0, 0, 0.04], abs=1e-9)
+    draws = np.array([[0.0, 0.1, 0.05], [0.0, 0.01, 0.2]])  # vectorised over draws
+    assert M.isotonic(draws, np.array([1e12, 1, 1])) == pytest.approx(np.array([[0, 0.075, 0.075], [0, 0.01, 0.2]]))
+
+
+def test_a_noisy_yardstick_that_falls_is_read_as_flat():
+    """hidden costs 0.038 at share 0.65 and 0.030 at 0.44: the prediction uses 0.034 for both and
+    does not extrapolate a falling cost (eps would then seem to help as it takes more)."""
+    sticks = M.group_yardsticks([("hidden", 0.65, 0.038), ("hidden", 0.44, 0.030)])
+    spec = {"blocks.0.mlp.up": ("hidden", 0.1, 1.5, 1e-3, 0.0)}
+    out = M.predict(samples(spec), request(yardsticks=sticks, target_width=4096.0, loss_budget=0.03))
+    assert out["target"]["loss_cost"] == pytest.approx(0.034)  # share ~0 at 4096: the flat extension

@@ -6,8 +6,9 @@ Python standard library's sources, `scaleadvise.corpus`), all through the tool:
 1. `scaleadvise emit-train --param mfp --optim adam --eps EPS` and `python train.py` at
    small widths (16, 32, 64) writing grads.csv: per tensor sqrt(v) and the first-order
    decrease of each logged step with and without eps (issue 10, item 9);
-2. yardsticks at the base width 64, eps negligible (1e-12): the loss increase when every
-   LR of one layer type is multiplied by 1/2 or 1/4 (`emit-train --constants FILE`);
+2. yardsticks at the base width 64: an eps on one layer type alone (the others 1e-12), the
+   share of that type's first-order decrease it leaves (its grads.csv, through
+   `scaleadvise epsilon`) and the loss it costs over eps = 1e-12 everywhere;
 3. `scaleadvise epsilon grads_small.csv --eps EPS --yardstick ... --loss-budget X --json`:
    the model-level crossing width with its interval;
 4. train widths 16..256 with the constant EPS and with eps = 1e-12 (same seeds, data,
@@ -39,15 +40,16 @@ HERE = Path(__file__).resolve().parent
 MODEL = ["--depth", "2", "--head-dim", "16", "--context", "32", "--vocab", "256"]
 BASE_WIDTH = 64  # b: where the base LR was checked and the yardsticks are measured
 BASE_LR = 2.0**-4  # best of 2^-9..2^-2 at width 64, 200 steps (README: design choices)
-EPS = 1e-4  # the constant under test (PREREGISTRATION.md: chosen from the design measurement)
-LOSS_BUDGET = 0.03  # X: the loss cost that defines the crossing (PREREGISTRATION.md)
+EPS = 1e-5  # the constant under test (PREREGISTRATION.md: chosen from the design measurement)
+LOSS_BUDGET = 0.05  # X: the loss cost that defines the crossing (PREREGISTRATION.md)
 NEGLIGIBLE_EPS = 1e-12  # reference and yardstick runs: eps <= 1e-4 of every sqrt(v) here
 LAYER_TYPES = ("embedding", "hidden", "readout")
 CONFIGS = {
-    "full": dict(widths=[16, 32, 64, 128, 256], measure=[16, 32, 64], seeds=[0, 1, 2], steps=200, batch=32,
-                 eval_batches=16, grads_every=10, factors=[0.5, 0.25]),
+    "full": dict(widths=[16, 32, 64, 128, 256], measure=[16, 32, 64], seeds=[0, 1, 2, 3, 4], steps=200, batch=32,
+                 eval_batches=16, grads_every=10,
+                 yard_eps={"embedding": [3e-4, 1e-3], "hidden": [3e-5, 1e-4], "readout": [3e-5, 1e-4]}),
     "quick": dict(widths=[16, 32, 64, 128], measure=[16, 32, 64], seeds=[0, 1], steps=60, batch=16,
-                  eval_batches=8, grads_every=10, factors=[0.5]),
+                  eval_batches=8, grads_every=10, yard_eps={"embedding": [1e-3], "hidden": [1e-4], "readout": [1e-4]}),
 }
 COMMANDS: list[str] = []
 
@@ -65,10 +67,9 @@ def tool() -> list[str]:
     return [sys.executable, "-m", "scaleadvise"]
 
 
-def emit(path: Path, eps: float, constants: Path | None = None) -> Path:
-    extra = ["--constants", str(constants)] if constants else []
+def emit(path: Path, eps: float) -> Path:
     sh([*tool(), "emit-train", "--param", "mfp", "--optim", "adam", "--width", str(BASE_WIDTH), "--base-width",
-        str(BASE_WIDTH), "--base-lr", repr(BASE_LR), *MODEL, "--eps", repr(eps), *extra, "-o", str(path)])
+        str(BASE_WIDTH), "--base-lr", repr(BASE_LR), *MODEL, "--eps", repr(eps), "-o", str(path)])
     return path
 
 
@@ -156,34 +157,41 @@ def measure(cfg: dict, work: Path, out: Path, parallel: int) -> tuple[Path, list
 
 
 def yardsticks(cfg: dict, work: Path, parallel: int) -> tuple[list[str], dict, list]:
-    """Step 2: at the base width, eps negligible, every LR of one layer type times f.
+    """Step 2: at the base width, an eps on one layer type alone (the others negligible).
 
-    Returns the --yardstick flags (one per type, factor and seed: seed-paired loss
-    increases over the reference run) and the raw losses."""
+    Each run's SHARE (what its eps left the type of its first-order decrease) comes from
+    `scaleadvise epsilon` on its grads.csv (model_prediction.measured); its COST is the
+    seed-paired loss increase over the reference run (eps 1e-12 everywhere). Returns the
+    --yardstick flags, one per type, eps level and seed, and the raw numbers."""
     ref = emit(work / "train_reference.py", NEGLIGIBLE_EPS)
-    jobs = {"reference": [(f"reference seed {s}", [str(ref), "--widths", str(BASE_WIDTH), "--seeds", str(s), "--lr",
-                                                   repr(BASE_LR), "--out", str(work / "runs" / f"ref_b_s{s}")])
-                          for s in cfg["seeds"]]}
-    for kind in LAYER_TYPES:
-        for f in cfg["factors"]:
-            gammas = work / f"gamma_{kind}_{f:g}.yaml"
-            gammas.write_text("".join(f"{t}: {f if t == kind else 1.0!r}\n" for t in LAYER_TYPES))
-            script = emit(work / f"train_{kind}_{f:g}.py", NEGLIGIBLE_EPS, gammas)
-            jobs[f"{kind}@{f:g}"] = [(f"{kind} LR x{f:g} seed {s}", [str(script), "--widths", str(BASE_WIDTH), "--seeds",
-                                      str(s), "--lr", repr(BASE_LR), "--out", str(work / "runs" / f"yard_{kind}_{f:g}_s{s}")])
-                                     for s in cfg["seeds"]]
+
+    def job(name: str, out: str, extra: list[str], seed: int) -> tuple[str, list[str]]:
+        return (f"{name} seed {seed}", [str(ref), *extra, "--widths", str(BASE_WIDTH), "--seeds", str(seed), "--lr",
+                                        repr(BASE_LR), "--out", str(work / "runs" / f"{out}_s{seed}")])
+
+    jobs = {"reference": [job("reference", "ref_b", [], s) for s in cfg["seeds"]]}
+    for kind, levels in cfg["yard_eps"].items():
+        for e in levels:
+            pres = typed_eps_prescription(work / f"yard_{kind}_{e:g}.json", {kind: e})
+            jobs[f"{kind}@{e:g}"] = [job(f"eps {e:g} on {kind} only", f"yard_{kind}_{e:g}",
+                                        ["--prescription", str(pres), "--grads-every", str(cfg["grads_every"])], s)
+                                    for s in cfg["seeds"]]
     train_jobs([j for js in jobs.values() for j in js], cfg, work / "corpus.txt", parallel)
-    losses = {k: losses_of(js) for k, js in jobs.items()}
+    ref_loss = losses_of(jobs["reference"])
     flags, table = [], {}
-    for key, by_run in losses.items():
+    for key, js in jobs.items():
         if key == "reference":
             continue
-        kind, f = key.split("@")
-        costs = [by_run[BASE_WIDTH, s] - losses["reference"][BASE_WIDTH, s] for s in cfg["seeds"]]
-        flags += [f"--yardstick={kind}={c!r}@{f}" for c in costs]
-        table[key] = costs
-    return flags, {"costs": table, "losses": {k: {f"{n},{s}": v for (n, s), v in d.items()} for k, d in losses.items()}}, \
-        jobs["reference"]
+        kind, e = key.split("@")
+        loss = losses_of(js)
+        grads = merge_grads(js, work / f"yard_{kind}_{e}.csv")
+        doc = json.loads(sh([*tool(), "epsilon", str(grads), "--eps", e, "--param", "mfp", "--base-width",
+                             str(BASE_WIDTH), "--json"]))
+        share = doc["model_prediction"]["measured"][f"{BASE_WIDTH:g}"]["retained_by_type"][kind]
+        costs = [loss[BASE_WIDTH, s] - ref_loss[BASE_WIDTH, s] for s in cfg["seeds"]]
+        flags += [f"--yardstick={kind}={c!r}@{share!r}" for c in costs]
+        table[key] = {"eps": float(e), "share": share, "costs": costs, "mean_cost": sum(costs) / len(costs)}
+    return flags, table, jobs["reference"]
 
 
 def predict(grads: Path, flags: list[str], widths: list[int], out: Path) -> dict:
@@ -318,7 +326,7 @@ def main() -> None:
     result = {
         "what": "loss cost of a constant Adam eps in MFP: predicted (first-order decrease + yardsticks) vs observed",
         "config": {**cfg, "model": MODEL, "base_width": BASE_WIDTH, "base_lr": BASE_LR, "quick": args.quick},
-        "eps": EPS, "loss_budget": LOSS_BUDGET, "corpus": corpus, "yardsticks": sticks,
+        "eps": EPS, "loss_budget": LOSS_BUDGET, "corpus": corpus, "yardsticks": sticks, "yardstick_flags": flags,
         "prediction": m, "predicted_curve": {str(k): v for k, v in pred["curve"].items()},
         "g_init": {k: L["g_early"] for k, L in pred["report"]["layers"].items()},
         "g_init_ci": {k: L["g_early_ci"] for k, L in pred["report"]["layers"].items()},
