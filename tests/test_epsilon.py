@@ -1,7 +1,6 @@
 """Epsilon underflow predictions (paper §4.3, App. F) on tables with known exponents."""
 
 import math
-import random
 
 import pytest
 from hypothesis import given, settings
@@ -149,18 +148,26 @@ def correlated_runs(rng, g=1.3, widths=(16, 32, 64), seeds=(0, 1), steps=range(9
     return w, v, run, step
 
 
-def test_run_clustered_interval_covers_where_the_checkpoint_interval_does_not():
-    """Coverage simulation (issue 10, item 8): checkpoints of a run move together, so the
-    interval that counts (step, seed) pairs as replicates under-covers; one point per run
-    (width × seed) covers at the nominal 95%."""
+def test_run_clustered_interval_covers_where_the_checkpoint_interval_does_not(tmp_path):
+    """Coverage simulation (issue 10, item 8), through grads.csv as the tool reads it:
+    checkpoints of a run move together, so counting (step, seed) pairs as replicates
+    under-covers; one point per run (width × seed) covers at the nominal 95%."""
+    import csv
+
     import numpy as np
 
     rng = np.random.default_rng(10)
-    trials, g = 400, 1.3
+    trials, g = 300, 1.3
     new = old = 0
+    path = tmp_path / "grads.csv"
     for _ in range(trials):
         w, v, run, step = correlated_runs(rng, g)
-        lo, hi = E.fit_gradient_law(w, v, run).g_ci
+        with open(path, "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["width", "layer", "step", "seed", "grad_rms"])
+            out.writerows([n, "blocks.0.mlp.up", t, r[0], x] for n, x, r, t in zip(w, v, run, step))
+        rep = E.analyze(E.load_gradients(str(path)), ctx(param="mfp", target_width=256.0))
+        lo, hi = rep["layers"]["blocks.0.mlp.up"]["g_measured_ci"]
         new += lo <= g <= hi
         lo, hi = old_step_replicate_interval(w, v, [(t, r) for t, r in zip(step, run)])
         old += lo <= g <= hi

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from scaleadvise.cli.app import app
-from scaleadvise.cli.common import OPTIM_HELP, PARAM_HELP, fmt, LayerColOpt, WidthColOpt
+from scaleadvise.cli.common import OPTIM_HELP, PARAM_HELP, LayerColOpt, WidthColOpt
 from scaleadvise.cli.render import console, print_json
 
 EPILOG = """\b
