@@ -137,3 +137,17 @@ def test_optimizers_without_eps_on_sqrt_v_leave_the_decrease_empty(make):
 def test_grads_columns_keep_the_contract_first():
     assert GRADS_COLUMNS[:5] == ("width", "layer", "step", "grad_rms", "sqrt_v_rms")
     assert {"seed", "decrease", "decrease_no_eps", "eps"} <= set(GRADS_COLUMNS)
+
+
+def test_underflowed_second_moment_gives_finite_terms():
+    """Gradients of 1e-25 square to 0 in float32: v = 0 there. Those elements count 0; the
+    terms stay finite (an inf would make the grads.csv unreadable by `scaleadvise epsilon`)."""
+    w = torch.nn.Parameter(torch.ones(4))
+    model = torch.nn.Module()
+    model.w = w
+    opt = torch.optim.Adam([w], lr=1.0, eps=1e-8)
+    w.grad = torch.tensor([1e-25, 1e-25, 1.0, 2.0])
+    opt.step()
+    r = gradient_scales(model, opt, ONE)[0]
+    assert r["decrease_no_eps"] == pytest.approx(3.0, rel=1e-6)  # |1| + |2|: lr·||g||_1 over the live elements
+    assert r["decrease"] == pytest.approx(1 / (1 + 1e-8) + 4 / (2 + 1e-8), rel=1e-6)

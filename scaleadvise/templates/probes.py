@@ -83,14 +83,14 @@ def gradient_scales(model: torch.nn.Module, opt: torch.optim.Optimizer, dist: Di
     * ``decrease``: lr_t * <g_t, m_hat / (sqrt(v_hat) + eps)>, the first-order decrease
       of the minibatch loss by this step's update of the tensor, L(W_{t-1}) - L(W_t)
       to first order (the update is W_t = W_{t-1} - lr_t m_hat/(sqrt(v_hat)+eps)).
-    * ``decrease_no_eps``: the same with eps = 0, lr_t * <g_t, m_hat / sqrt(v_hat)>;
-      elements with v_hat = 0 (never a gradient, or v underflowed) count 0.
+    * ``decrease_no_eps``: the same with eps = 0, lr_t * <g_t, m_hat / sqrt(v_hat)>.
+      Elements with v_hat = 0 (never a gradient, or v underflowed) count 0 in both.
       decrease / decrease_no_eps is the share of the step's first-order progress that
       eps leaves (1/(1 + eps/sqrt(v)) for a tensor with one sqrt(v) everywhere):
       `scaleadvise epsilon` extrapolates it in width and weights tensors by their
-      decrease_no_eps (issue 10, item 9). The difference is summed on its own,
-      lr*<g, m_hat*eps/(sqrt(v_hat)(sqrt(v_hat)+eps))>, in float64, so a tiny eps
-      effect is not lost to cancellation between two large sums.
+      decrease_no_eps (issue 10, item 9). The part eps takes,
+      lr*<g, m_hat*eps/(sqrt(v_hat)(sqrt(v_hat)+eps))>, is summed on its own in
+      float64 and added, so a tiny eps effect is not lost to cancellation.
     * ``eps``: the eps of the tensor's parameter group (per-layer eps differs by tensor).
 
     lr_t is the group's LR for this step (schedule included). For Adam + parameter
@@ -122,10 +122,14 @@ def gradient_scales(model: torch.nn.Module, opt: torch.optim.Optimizer, dist: Di
             sqrt_v_hat = local_tensor(v).float().sqrt() / math.sqrt(1.0 - beta2**step)
             row[1] = sqrt_v_hat.square().sum(dtype=torch.float64)
             if m is not None and eps is not None:
-                g_m_hat = grad * local_tensor(m).float() / (1.0 - beta1**step)
-                row[2] = (g_m_hat / (sqrt_v_hat + eps)).sum(dtype=torch.float64)
-                lost = g_m_hat * eps / (sqrt_v_hat * (sqrt_v_hat + eps))
-                row[3] = torch.where(sqrt_v_hat > 0, lost, torch.zeros_like(lost)).sum(dtype=torch.float64)
+                # g·m_hat/sqrt(v_hat) split into what eps keeps, sqrt(v_hat)/(sqrt(v_hat)+eps), and what it
+                # takes, eps/(sqrt(v_hat)+eps), each computed directly (no 1 - x cancellation, no
+                # overflow where sqrt(v_hat) is tiny: |m_hat|/sqrt(v_hat) stays O(1)).
+                m_hat = local_tensor(m).float() / (1.0 - beta1**step)
+                alive = sqrt_v_hat > 0
+                g_m_over_s = torch.where(alive, grad * m_hat / torch.where(alive, sqrt_v_hat, 1.0), 0.0)
+                row[2] = (g_m_over_s * (sqrt_v_hat / (sqrt_v_hat + eps))).sum(dtype=torch.float64)
+                row[3] = (g_m_over_s * (eps / (sqrt_v_hat + eps))).sum(dtype=torch.float64)
                 if "min_param_rms" in group:
                     row[4] = local_tensor(p.detach()).float().square().sum(dtype=torch.float64)
         names.append((tensor_name(name), p.numel(), group, eps))
