@@ -94,11 +94,12 @@ def test_per_layer_command_reproduces_the_safe_ratio(cli, tmp_path):
         assert eps_l / L["target"]["sqrt_v"] <= 0.01 * (1 + 1e-9)
 
 
-def test_plot_is_written(cli, tmp_path):
+@pytest.mark.parametrize("optim,eps", [("adam", "1e-9"), ("adafactor", "1e-18")])
+def test_plot_is_written(cli, tmp_path, optim, eps):
     path = write_grads(tmp_path / "grads.csv", MFP_LIKE)
     png = tmp_path / "eps.png"
-    code, out, err = cli("epsilon", str(path), "--eps", "1e-9", "--target-width", "16384", "--plot", str(png),
-                         "--thresholds", "0.001,0.01,0.1", "--json")
+    code, out, err = cli("epsilon", str(path), "--eps", eps, "--optim", optim, "--target-width", "16384", "--plot",
+                         str(png), "--thresholds", "0.001,0.01,0.1", "--json")
     assert code == 0, err
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(out)["plot"] == str(png)

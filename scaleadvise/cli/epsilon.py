@@ -295,6 +295,9 @@ def _plot(report: dict, samples: dict, path: Path) -> None:
     from scaleadvise.epsilon import GradientLaw
 
     eps, layers = report["eps"], report["layers"]
+    power = 2 if report["eps_added_to"].startswith("v") else 1  # Adafactor: eps meets v = s², s = (eps/r)^(1/2)
+    meets = "v" if power == 2 else "sqrt(v)"
+    level = {f"{t:g}": (eps / t) ** (1.0 / power) for t in report["thresholds"]}  # s at which eps/s^p = r
     keys = [f"{t:g}" for t in report["thresholds"]]
     measured = [w for s in samples.values() for w in s.widths]
     finite = [w for L in layers.values() for w in L["underflow_width"].values() if w is not None and math.isfinite(w)]
@@ -325,20 +328,20 @@ def _plot(report: dict, samples: dict, path: Path) -> None:
         for key, marker in zip(keys, "o^s*Dv"):
             w = L["underflow_width"][key]
             if w is not None and math.isfinite(w) and lo <= w <= hi:
-                ax.plot([w], [eps / float(key)], marker, color=color, ms=7, mec="black", mew=0.6, zorder=4)
+                ax.plot([w], [level[key]], marker, color=color, ms=7, mec="black", mew=0.6, zorder=4)
     if len(layers) > 12:
         for kind, n in by_type.items():
             ax.plot([], [], color=cmap[kind](0.8), label=f"{kind} ({n} tensors)")
     for key, shade, marker in zip(keys, np.linspace(0.75, 0.2, len(keys)), "o^s*Dv"):
-        ax.axhline(eps / float(key), color=str(shade), ls="--", lw=1)
+        ax.axhline(level[key], color=str(shade), ls="--", lw=1)
         ax.plot([], [], ls="--", lw=1, color=str(shade), marker=marker, mfc="white", mec="black",
-                label=f"eps/sqrt(v) = {float(key):.0%} (sqrt(v) = {eps / float(key):.0e}); marker: crossing")
+                label=f"eps/{meets} = {float(key):.0%} (sqrt(v) = {level[key]:.0e}); marker: crossing")
     ax.axvline(report["target_width"], color="crimson", lw=1, ls="-.", label=f"target width {report['target_width']:,.0f}")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("width n")
     ax.set_ylabel("sqrt(v) RMS (or grad RMS)")
-    ax.set_title(f"Adam eps = {eps:.0e}: where eps meets sqrt(v) (markers: predicted crossing widths)")
+    ax.set_title(f"{report['optimizer']} eps = {eps:.0e}: where eps meets {meets} (markers: predicted crossing widths)")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
