@@ -151,3 +151,42 @@ def test_underflowed_second_moment_gives_finite_terms():
     r = gradient_scales(model, opt, ONE)[0]
     assert r["decrease_no_eps"] == pytest.approx(3.0, rel=1e-6)  # |1| + |2|: lr·||g||_1 over the live elements
     assert r["decrease"] == pytest.approx(1 / (1 + 1e-8) + 4 / (2 + 1e-8), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_fsdp_decrease_terms_are_sums_over_shards(tmp_path):
+    """Two gloo ranks holding shards of every tensor and its moments log the same decrease
+    terms as one process (the inner products are summed over shards)."""
+    import csv
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from scaleadvise.prescribe import PrescribeRequest, prescribe
+
+    doc = prescribe(PrescribeRequest(param="mfp", optim="adam", width=64, base_width=64, base_lr=1e-2, depth=2,
+                                     head_dim=16, context=32, vocab=256, eps=1e-5))
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    args = ["-m", "scaleadvise.templates.train", "--prescription", str(tmp_path / "p.json"), "--steps", "4",
+            "--device", "cpu", "--batch-size", "8", "--log-every", "1", "--eval-batches", "1", "--grads-every", "2",
+            "--align-every", "0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master-port",
+                          str(port), *args, "--out", str(tmp_path / "fsdp"), "--distributed", "fsdp"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr
+
+    def col(run: str, name: str) -> list[float]:
+        with open(tmp_path / run / "grads.csv", newline="") as f:
+            return [float(r[name]) for r in csv.DictReader(f)]
+
+    for name in ("decrease", "decrease_no_eps", "sqrt_v_rms"):
+        assert col("fsdp", name) == pytest.approx(col("one", name), rel=1e-3, abs=1e-12), name
