@@ -173,7 +173,7 @@ def test_yaml_is_the_json_document(cli):
 
 def _readers():
     from scaleadvise.analysis.align import alignment_columns
-    from scaleadvise.analysis.epsilon import gradient_columns
+    from scaleadvise.analysis.epsilon_data import gradient_columns
     from scaleadvise.analysis.fit import SWEEP_COLUMNS
 
     return {"`fit` reads a sweep table": SWEEP_COLUMNS, "`epsilon` reads a gradient table": gradient_columns(),

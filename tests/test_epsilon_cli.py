@@ -94,11 +94,12 @@ def test_per_layer_command_reproduces_the_safe_ratio(cli, tmp_path):
         assert eps_l / L["target"]["sqrt_v"] <= 0.01 * (1 + 1e-9)
 
 
-def test_plot_is_written(cli, tmp_path):
+@pytest.mark.parametrize("optim,eps", [("adam", "1e-9"), ("adafactor", "1e-18")])
+def test_plot_is_written(cli, tmp_path, optim, eps):
     path = write_grads(tmp_path / "grads.csv", MFP_LIKE)
     png = tmp_path / "eps.png"
-    code, out, err = cli("epsilon", str(path), "--eps", "1e-9", "--target-width", "16384", "--plot", str(png),
-                         "--thresholds", "0.001,0.01,0.1", "--json")
+    code, out, err = cli("epsilon", str(path), "--eps", eps, "--optim", optim, "--target-width", "16384", "--plot",
+                         str(png), "--thresholds", "0.001,0.01,0.1", "--json")
     assert code == 0, err
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(out)["plot"] == str(png)
@@ -172,7 +173,8 @@ def test_unknown_layer_in_flag(cli):
 
 @pytest.mark.parametrize("args,match", [
     (("--optim", "sgd"), "--optim: sgd has no epsilon"),
-    (("--optim", "adafactor"), "--optim"),
+    (("--optim", "adam-atan2"), "--optim: adam-atan2 has no epsilon"),
+    (("--optim", "lion"), "--optim"),
     (("--optim", "adamm"), "unknown optimizer"),
     (("--param", "xyz"), "--param"),
     (("--eps", "0"), "--eps"),
@@ -181,6 +183,17 @@ def test_unknown_layer_in_flag(cli):
     (("--thresholds", "0,0.1"), "--thresholds"),
     (("--target-width", "0"), "--target-width"),
     (("--confidence", "1.5"), "--confidence"),
+    (("--loss-budget", "0"), "--loss-budget"),
+    (("--loss-budget", "nan"), "--loss-budget"),
+    (("--lost-decrease", "1"), "--lost-decrease"),
+    (("--early-step", "inf"), "--early-step"),
+    (("--yardstick", "hidden=0.1@0.5"), "no decrease columns"),
+    (("--yardstick", "hidden=0.1"), "--yardstick"),
+    (("--yardstick", "wibble=0.1@0.5"), "layer type must be"),
+    (("--yardstick", "hidden=0.1@1.5"), "SHARE is the share"),
+    (("--yardstick", "hidden=0.1@0"), "SHARE is the share"),
+    (("--yardstick", "hidden=nan@0.5"), "must be a finite number"),
+    (("--yardstick", "hidden=x@0.5"), "COST and SHARE must be numbers"),
 ])
 def test_bad_flags(cli, tmp_path, args, match):
     path = write_grads(tmp_path / "g.csv", {"readout": (1.0, 1e-6)})
@@ -204,3 +217,123 @@ def test_plot_into_missing_directory_writes_nothing(cli, tmp_path):
 def test_help_has_worked_examples(cli):
     code, out, _ = cli("epsilon", "--help")
     assert code == 0 and "--grad-rms hidden=3e-7@1024" in out and "Examples" in out
+
+
+# ------------------------------------------------------------------ issue 10: runs, early steps, Adafactor, model level
+
+
+def write_runs(path, g_init=1.5, g_train=1.3, widths=(16, 32, 64), seeds=(0, 1), steps=(1, 25, 50, 75, 100),
+               decrease=True, run_sd=0.1):
+    """grads.csv as the emitted script writes it: a run effect shared by all checkpoints of a
+    (width, seed) run, g_init at step 1 and g_train later, and the decrease terms with
+    rho = eps/sqrt(v) (one sqrt(v) per tensor) at eps 3e-5."""
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    cols = ["width", "layer", "step", "grad_rms", "sqrt_v_rms", "seed"] + (
+        ["decrease", "decrease_no_eps", "eps"] if decrease else [])
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for n in widths:
+            for seed in seeds:
+                u = rng.normal(0, run_sd)
+                for step in steps:
+                    for name, d0 in (("blocks.0.mlp.up", 1e-3), ("readout", 3e-3)):
+                        g = g_init if step == 1 else g_train
+                        if name == "readout":
+                            g = 1.0
+                        s = (1e-3 if step == 1 else 2e-4) * (n / 64) ** -g * math.exp(u + rng.normal(0, 0.01))
+                        rho = 3e-5 / s
+                        w.writerow([n, name, step, s, s, seed] + ([d0 / (1 + rho), d0, 3e-5] if decrease else []))
+    return path
+
+
+def test_intervals_count_runs_not_checkpoints(cli, tmp_path):
+    """Six runs of five checkpoints: the interval has runs - 2 = 4 degrees of freedom, as wide
+    as fitting the six run means; checkpoints counted as replicates would make it narrower."""
+    from scaleadvise.analysis import epsilon as E
+
+    path = write_runs(tmp_path / "g.csv", decrease=False)
+    code, out, err = cli("epsilon", str(path), "--eps", "3e-5", "--param", "mfp", "--json")
+    assert code == 0, err
+    L = json.loads(out)["layers"]["blocks.0.mlp.up"]
+    assert L["n_runs"] == 6 and L["n_points"] == 30
+    s = E.load_gradients(str(path))["blocks.0.mlp.up"]
+    run_widths, run_log_means = E.run_points(s.widths, s.grad_rms, s.run)
+    assert len(run_widths) == 6
+    means = E.fit_gradient_law(run_widths, [math.exp(x) for x in run_log_means])  # six points, df 4
+    assert L["g_measured_ci"] == pytest.approx(list(means.g_ci), rel=1e-9)
+
+    assert "run" in json.loads(out)["replication_unit"]
+
+
+def test_theory_compared_at_step_one(cli, tmp_path):
+    path = write_runs(tmp_path / "g.csv", g_init=1.5, g_train=1.25, decrease=False)
+    code, out, _ = cli("epsilon", str(path), "--eps", "3e-5", "--param", "mfp", "--json")
+    L = json.loads(out)["layers"]["blocks.0.mlp.up"]
+    assert L["early_steps"] == [1.0] and L["g_early"] == pytest.approx(1.5, abs=0.1)
+    assert L["g_agrees_with_theory"] is True
+    code, out, _ = cli("epsilon", str(path), "--eps", "3e-5", "--param", "mfp", "--early-step", "100", "--json")
+    assert json.loads(out)["layers"]["blocks.0.mlp.up"]["early_steps"] == [1.0, 25.0, 50.0, 75.0, 100.0]
+    code, out, _ = cli("epsilon", str(path), "--eps", "3e-5", "--param", "mfp")
+    assert code == 0 and "g init" in out and "g train" in out
+
+
+def test_model_level_prediction_in_json_and_text(cli, tmp_path):
+    path = write_runs(tmp_path / "g.csv")
+    args = ["epsilon", str(path), "--eps", "3e-5", "--param", "mfp", "--base-width", "64", "--target-width", "256",
+            "--yardstick", "hidden=0.04@0.5", "--yardstick", "hidden=0.05@0.5", "--yardstick", "readout=0.03@0.5",
+            "--loss-budget", "0.02"]
+    code, out, err = cli(*args, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    m = doc["model_prediction"]
+    assert m["predictor"] == "decrease+yardsticks" and m["budget"] == {"loss": 0.02} and m["runs"] == 6
+    lo, hi = m["crossing_width_ci"]
+    assert lo <= m["crossing_width"] <= hi and m["verdict"]["action"] in {"keep", "act", "uncertain"}
+    assert m["yardsticks"]["hidden"][0]["n"] == 2 and m["yardsticks"]["hidden"][0]["cost"] == pytest.approx(0.045)
+    assert {"recommendation", "layers", "earliest_underflow_width"} <= set(doc)  # old fields kept
+    code, out, _ = cli(*args)
+    text = " ".join(out.split())
+    assert "predictor: decrease+yardsticks" in text and "interval" in text and "rule:" in text
+
+
+def test_model_level_without_yardsticks_is_uncalibrated(cli, tmp_path):
+    path = write_runs(tmp_path / "g.csv")
+    code, out, _ = cli("epsilon", str(path), "--eps", "3e-5", "--param", "mfp", "--base-width", "64", "--json")
+    m = json.loads(out)["model_prediction"]
+    assert m["predictor"] == "decrease" and m["budget"] == {"lost_decrease": 0.1}
+
+
+def test_missing_yardstick_type_is_bad_input(cli, tmp_path):
+    path = write_runs(tmp_path / "g.csv")
+    _bad(cli, "epsilon", str(path), "--eps", "3e-5", "--yardstick", "hidden=0.04@0.5",
+         match="--yardstick: none for layer type(s) readout; at the base width, train with an eps on the readout")
+
+
+def test_adafactor_per_layer_eps_scales_with_twice_g(cli):
+    """Adafactor's eps meets v = g²: per-layer eps (n/b)^-2g (issue 10, item 6)."""
+    code, out, err = cli("epsilon", "--optim", "adafactor", "--param", "mfp", "--width", "65536",
+                         "--grad-rms", "hidden=1e-12@1024", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["eps"] == 1e-30 and doc["eps_added_to"] == "v = g²"
+    assert doc["per_layer_eps_exponent"]["hidden"] == -3.0
+    L = doc["layers"]["hidden"]
+    assert L["target"]["eps_ratio"] == pytest.approx(1e-30 / (1e-12 * 64**-1.5) ** 2)
+    rec = doc["recommendation"]
+    assert rec["action"] == "per-layer" and "--optim adafactor" in rec["command"]
+    x = rec["base_eps"]
+    for n in (1024, 65536):  # eps_l / s² is the same at every width
+        assert x * (n / 1024) ** -3.0 / (1e-12 * (n / 1024) ** -1.5) ** 2 == pytest.approx(x / 1e-24)
+
+
+def test_bad_decrease_cells(cli, tmp_path):
+    p = tmp_path / "g.csv"
+    p.write_text("width,layer,step,grad_rms,decrease\n64,readout,1,1e-3,0.1\n128,readout,1,5e-4,0.1\n")
+    _bad(cli, "epsilon", str(p), match="column 'decrease' needs its partner 'decrease_no_eps'")
+    p.write_text("width,layer,step,grad_rms,decrease,decrease_no_eps\n64,readout,1,1e-3,inf,0.1\n")
+    _bad(cli, "epsilon", str(p), match="line 2, column 'decrease'")
+    p.write_text("width,layer,step,grad_rms,decrease,decrease_no_eps,eps\n64,readout,1,1e-3,0.1,0.2,-1\n")
+    _bad(cli, "epsilon", str(p), match="line 2, column 'eps'")

@@ -85,7 +85,10 @@ def test_grads_csv_columns_and_first_step_identity(tmp_path):
     out = tmp_path / "g"
     T.main([*FAST, "--steps", "3", "--out", str(out), "--grads-every", "2", "--align-every", "0"], prescription=tiny())
     g = rows(out / "grads.csv")
-    assert list(g[0]) == ["width", "layer", "step", "grad_rms", "sqrt_v_rms"]
+    assert list(g[0]) == ["width", "layer", "step", "grad_rms", "sqrt_v_rms", "seed", "decrease", "decrease_no_eps",
+                          "eps"]
+    assert {r["seed"] for r in g} == {"0"} and all(0 < float(r["decrease"]) <= float(r["decrease_no_eps"]) for r in g
+                                                   if r["step"] == "1")
     names = {r["layer"] for r in g}
     assert {"embed.tokens", "blocks.1.mlp.down", "readout", "final_norm"} <= names
     assert {int(r["step"]) for r in g} == {1, 2}

@@ -1,29 +1,41 @@
-"""When Adam's epsilon swamps the gradients, per layer (Everett et al. 2024, §4.3, App. F).
+"""When the optimizer's epsilon swamps the gradients, per layer (Everett et al. 2024, §4.3, App. F).
 
 Adam's update is lr · m / (sqrt(v) + eps). Gradients shrink with width at a per-layer
 rate, grad ~ n^-g_l (Table 1's gradient column, B.7), so for any constant eps there
 is a width past which eps dominates sqrt(v) and Adam silently becomes SGD with a
-tiny LR (§4.3). This module
+tiny LR (§4.3). Adafactor adds its eps to g² instead (v = β2 v + (1-β2)(g² + eps),
+update g/sqrt(v); Shazeer & Stern 2018), so there eps meets v = s², not s: the
+comparison is eps/s² and per-layer epsilon scales as (n/b)^-2g, not (n/b)^-g.
+This module
 
 * fits the measured gradient scale per layer, s_l(n) = C_l · n^-g_l, by log–log
-  least squares with a t-interval on g (rows at several steps/seeds are replicates);
-* predicts the width at which eps/s_l(n) reaches given ratios (1%, 10%, 100%), in
-  closed form in log space, and the effective LR factor s/(s + eps) at a target width;
+  least squares with one point per *run* (a width × seed): a run's checkpoints share
+  its initialisation and data order, so they are not independent replicates and
+  never count as such in an interval (issue 10, item 8);
+* compares the measured g with the theory's where the theory speaks: Table 1's g is
+  the gradient at initialisation (B.7; during training the readout may grow and move
+  it, B.13), so the comparison uses each run's earliest logged step (step 1 of the
+  emitted script), not the average over training;
+* predicts the width at which eps/s_l(n) (eps/s_l(n)² for Adafactor) reaches given
+  ratios (1%, 10%, 100%), in closed form in log space, and the effective LR factor at
+  a target width;
 * predicts the width at which v = s² itself falls below the smallest normal number of
   the optimizer-state dtype, where no epsilon choice helps;
 * recommends, per layer and overall: keep the constant, a smaller constant, per-layer
-  epsilon eps_l = base_eps · (n/b)^-g_l (§4.3, eq. in §4.3; Yang & Littwin 2023), or
-  Adam-atan2 (C.5), with the reason.
+  epsilon eps_l = base_eps · (n/b)^-g_l (§4.3, Yang & Littwin 2023; ^-2g_l for
+  Adafactor), or Adam-atan2 (C.5), with the reason.
 
 s is the RMS of sqrt(v) when measured (``sqrt_v_rms``), else the gradient RMS: v is an
-average of g², so its square root tracks the gradient RMS.
+average of g², so its square root tracks the gradient RMS. The model-level prediction
+(how much loss eps costs, from the logged first-order decrease) is in
+``scaleadvise.analysis.epsilon_model``.
 """
 
 import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from scaleadvise.core.classify import layer_type_of  # noqa: F401  (used by cli/epsilon and align)
+from scaleadvise.analysis.epsilon_data import LayerSamples, layer_type_of, load_gradients, pooled_runs_note  # noqa: F401
 from scaleadvise.errors import UserError
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.01, 0.1, 1.0)
@@ -34,8 +46,15 @@ SMALLEST_NORMAL: dict[str, float] = {"fp32": 2.0**-126, "bf16": 2.0**-126, "fp16
 # The smallest constant eps the paper found to help rather than hurt (§4.3, F2: 1e-15
 # improves NTK/MFP; F1: 1e-30 harms every parameterization at D = 16384).
 SMALLEST_TESTED_EPS = 1e-15
-ADAM_STYLE_OPTIMIZERS = ("adam", "adamw", "adam-ps")
+ADAM_STYLE_OPTIMIZERS = ("adam", "adamw", "adam-ps")  # eps added to sqrt(v)
+SQUARED_EPS_OPTIMIZERS = ("adafactor",)  # eps added to g² (Shazeer & Stern 2018, Alg. 4: eps1 = 1e-30)
 NO_EPS_OPTIMIZERS = ("sgd", "adam-atan2", "lion", "sign-sgd")
+# Default eps per optimizer when --eps is not given: torch's Adam default; Adafactor's (Table C2).
+DEFAULT_EPS = {"adam": 1e-8, "adamw": 1e-8, "adam-ps": 1e-8, "adafactor": 1e-30}
+# Smallest constant to recommend: the paper's tested 1e-15 for Adam (§4.3, App. F); for
+# Adafactor its default 1e-30 is already the smallest anyone tested (Table C2).
+DEFAULT_MIN_EPS = {"adam": SMALLEST_TESTED_EPS, "adamw": SMALLEST_TESTED_EPS, "adam-ps": SMALLEST_TESTED_EPS,
+                   "adafactor": 1e-30}
 MAX_WIDTH = 2.0**40  # ~1e12: past any model anyone trains; crossings beyond it read "any width"
 
 
@@ -68,60 +87,46 @@ class GradientLaw:
         return math.exp(exponent) if exponent < math.log(MAX_WIDTH) else math.inf
 
 
+def run_points(widths: Sequence[float], values: Sequence[float], runs: Sequence[object] | None) -> tuple[list, list]:
+    """(width, mean ln value) per run: a run's checkpoints collapse to their geometric mean.
+
+    ``runs`` labels each row with its run (width × seed, see ``LayerSamples``); None
+    makes every row its own run. A run spans one width; rows of one label at two
+    widths are two runs.
+    """
+    groups: dict[object, list[float]] = {}
+    width_of: dict[object, float] = {}
+    for i, (w, v) in enumerate(zip(widths, values)):
+        key = (float(w), i if runs is None else runs[i])
+        groups.setdefault(key, []).append(math.log(v))
+        width_of[key] = float(w)
+    return [width_of[k] for k in groups], [sum(x) / len(x) for x in groups.values()]
+
+
 def fit_gradient_law(
     widths: Sequence[float],
     values: Sequence[float],
-    replicates: Sequence[object] | None = None,
+    runs: Sequence[object] | None = None,
     confidence: float = 0.95,
 ) -> GradientLaw:
-    """Log–log least squares of values ∝ widths^-g, with an interval on g.
+    """Log–log least squares of values ∝ widths^-g, one point per run, with an interval on g.
 
-    ``replicates`` labels each row with its step/seed. When two or more replicates
-    each span two widths, g is fitted per replicate and the interval is the Student-t
-    interval of their mean (the spread over steps/seeds); otherwise every row is a
-    point of one fit (``scaleadvise.analysis.powerlaw``) and the interval comes from its
-    residuals. Needs two distinct widths.
+    The run is the unit of replication: checkpoints of one run share its seed (init
+    and data order) and move together, so counting them as replicates understates
+    the error (issue 10, item 8: [1.22, 1.38] where the run-level interval is
+    [1.12, 1.48]). Each run contributes the mean of its log values (``run_points``);
+    the Student-t interval on g comes from the run-level residuals, df = runs - 2
+    (None with fewer than three runs). Needs two distinct widths.
     """
     from scaleadvise.analysis.powerlaw import fit_power_law
 
-    law = fit_power_law(widths, values)
+    w, log_v = run_points(widths, values, runs)
+    law = fit_power_law(w, [math.exp(x) for x in log_v])
     if law is None:
         raise ValueError("a power-law fit needs at least two distinct widths")
-    per_rep = _replicate_exponents(widths, values, replicates)
-    if len(per_rep) >= 2:
-        from scipy.stats import t as student_t
-
-        k = len(per_rep)
-        g = sum(per_rep) / k
-        sd = math.sqrt(sum((x - g) ** 2 for x in per_rep) / (k - 1))
-        half = float(student_t.ppf(0.5 + confidence / 2, k - 1)) * sd / math.sqrt(k)
-        ln_n = [math.log(w) for w in widths]
-        log_c = sum(math.log(v) for v in values) / len(values) + g * sum(ln_n) / len(ln_n)
-        return GradientLaw(g=g, log_c=log_c, g_ci=(g - half, g + half), source="measured")
     k_ci = law.k_interval(confidence)
     ci = None if k_ci is None else (-k_ci[1], -k_ci[0])  # g = -k: the interval flips
     return GradientLaw(g=-law.k, log_c=law.log2_c * math.log(2.0), g_ci=ci, source="measured")
-
-
-def _replicate_exponents(widths: Sequence[float], values: Sequence[float], replicates: Sequence[object] | None) -> list[float]:
-    """g of each replicate (step/seed) that spans at least two widths, all fitted at once."""
-    import numpy as np
-
-    from scaleadvise.analysis.powerlaw import batched_slopes
-
-    if replicates is None or len(set(replicates)) < 2:
-        return []
-    rep_codes: dict[object, int] = {}
-    r_idx = np.array([rep_codes.setdefault(r, len(rep_codes)) for r in replicates])
-    w_unique, w_idx = np.unique(np.asarray(widths, dtype=float), return_inverse=True)
-    total = np.zeros((len(rep_codes), len(w_unique)))
-    count = np.zeros_like(total)
-    np.add.at(total, (r_idx, w_idx), np.log2(np.asarray(values, dtype=float)))
-    np.add.at(count, (r_idx, w_idx), 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        log2_y = np.where(count > 0, total / count, np.nan)  # duplicates at a (replicate, width) averaged
-    k, _ = batched_slopes(np.log2(w_unique), log2_y)
-    return [-float(x) for x in k if np.isfinite(x)]
 
 
 def anchored_gradient_law(width: float, values: Sequence[float], g: float) -> GradientLaw:
@@ -133,19 +138,22 @@ def anchored_gradient_law(width: float, values: Sequence[float], g: float) -> Gr
 # --------------------------------------------------------------------------- predictions
 
 
-def eps_ratio(law: GradientLaw, eps: float, n: float) -> float:
-    """eps / sqrt(v) at width n."""
-    return eps / law.at(n)
+def eps_ratio(law: GradientLaw, eps: float, n: float, power: int = 1) -> float:
+    """eps / sqrt(v) at width n (power 1, Adam); eps / v = eps / s² (power 2, Adafactor)."""
+    return eps / law.at(n) ** power
 
 
-def crossing_width(law: GradientLaw, eps: float, ratio: float) -> float:
-    """Width at which eps reaches ``ratio`` × sqrt(v): s(n) = eps / ratio."""
-    return law.width_where(eps / ratio)
+def crossing_width(law: GradientLaw, eps: float, ratio: float, power: int = 1) -> float:
+    """Width at which eps reaches ``ratio`` × s^power: s(n) = (eps / ratio)^(1/power)."""
+    return law.width_where((eps / ratio) ** (1.0 / power))
 
 
-def lr_factor(ratio: float) -> float:
-    """Effective LR multiplier of update ≈ lr·m/(sqrt(v)+eps) vs eps = 0: s/(s+eps) = 1/(1+ratio)."""
-    return 1.0 / (1.0 + ratio)
+def lr_factor(ratio: float, power: int = 1) -> float:
+    """Effective LR multiplier vs eps = 0, with ratio = eps/s^power.
+
+    Adam: s/(s + eps) = 1/(1 + ratio). Adafactor: s/sqrt(s² + eps) = 1/sqrt(1 + ratio).
+    """
+    return (1.0 + ratio) ** (-1.0 / power)
 
 
 def v_underflow_width(law: GradientLaw, dtype: str) -> float:
@@ -166,20 +174,23 @@ def per_layer_base_eps(
     safe_ratio: float,
     base_width: float,
     target_width: float,
+    power: int = 1,
 ) -> float:
-    """Base eps X for eps_l(n) = X · (n/b)^-g_l (theory g, as `prescribe --eps per-layer`).
+    """Base eps X for eps_l(n) = X · (n/b)^(-power·g_l) (theory g, as `prescribe --eps per-layer`).
 
-    Keeps each layer's eps/sqrt(v) no larger than the ratio measured at the base width
+    Keeps each layer's eps/s^power no larger than the ratio measured at the base width
     with the current eps (known to train), and never above ``safe_ratio``, everywhere in
-    [b, target]. With the measured g equal to theory the ratio is constant and
-    X = min(eps, safe_ratio · min_l s_l(b)); otherwise the drift (n/b)^(g_meas - g_theory)
-    is covered up to the target. The ratio is monotone in n, so the ends suffice.
+    [b, target]. power = 1 for Adam (eps meets sqrt(v) ~ n^-g), 2 for Adafactor (eps
+    meets v ~ n^-2g). With the measured g equal to theory the ratio is constant and
+    X = min(eps, safe_ratio · min_l s_l(b)^power); otherwise the drift
+    (n/b)^(power·(g_meas - g_theory)) is covered up to the target. The ratio is monotone
+    in n, so the ends suffice.
     """
     bound = math.inf
     for name, law in laws.items():
-        keep = min(eps_ratio(law, eps, base_width), safe_ratio)
+        keep = min(eps_ratio(law, eps, base_width, power), safe_ratio)
         for n in (base_width, max(target_width, base_width)):
-            bound = min(bound, keep * law.at(n) * (n / base_width) ** g_theory[name])
+            bound = min(bound, keep * law.at(n) ** power * (n / base_width) ** (power * g_theory[name]))
     return bound
 
 
@@ -213,6 +224,15 @@ class Context:
     min_eps: float = SMALLEST_TESTED_EPS
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def power(self) -> int:
+        """What eps is added to: s = sqrt(v) (1: Adam family) or v = s² (2: Adafactor)."""
+        return 2 if self.optim in SQUARED_EPS_OPTIMIZERS else 1
+
+    @property
+    def meets(self) -> str:
+        return "v" if self.power == 2 else "sqrt(v)"
+
 
 def _fmt_w(n: float) -> str:
     if not math.isfinite(n):
@@ -235,19 +255,20 @@ def recommend(
 ) -> Recommendation:
     """Keep, a smaller constant, per-layer eps or Adam-atan2 for a set of layers (one or all).
 
-    Order of preference: the least change that keeps eps/sqrt(v) <= safe_ratio at the
-    target on every layer. A smaller constant only down to ``min_eps`` (the paper's
-    tested 1e-15: smaller ones destabilize training, F1). Per-layer eps needs the
-    parameterization (its g_l, §4.3). Adam-atan2 (C.5) removes eps entirely; it is the
+    Order of preference: the least change that keeps eps/s^p <= safe_ratio at the
+    target on every layer (p = ctx.power: eps meets sqrt(v) in Adam, v in Adafactor). A
+    smaller constant only down to ``min_eps`` (the paper's tested 1e-15: smaller ones
+    destabilize training, F1). Per-layer eps needs the parameterization (its g_l, §4.3),
+    and scales as (n/b)^(-p·g_l). Adam-atan2 (C.5) removes eps entirely; it is the
     answer when v itself underflows the state dtype (no eps fixes a v of 0 — Adam-atan2
     is scale-invariant, so the loss can be scaled up to lift v back into range) or
     when neither of the others applies.
     """
     names = list(laws)
-    t, r = ctx.target_width, ctx.safe_ratio
-    safe_width = min(crossing_width(laws[k], ctx.eps, r) for k in names)
-    worst = max(names, key=lambda k: eps_ratio(laws[k], ctx.eps, t))
-    worst_ratio = eps_ratio(laws[worst], ctx.eps, t)
+    t, r, p, meets = ctx.target_width, ctx.safe_ratio, ctx.power, ctx.meets
+    safe_width = min(crossing_width(laws[k], ctx.eps, r, p) for k in names)
+    worst = max(names, key=lambda k: eps_ratio(laws[k], ctx.eps, t, p))
+    worst_ratio = eps_ratio(laws[worst], ctx.eps, t, p)
     v_width = min(v_underflow_width(laws[k], ctx.state_dtype) for k in names)
     who = "" if len(names) == 1 else f" ({worst})"
     state = ""
@@ -266,36 +287,38 @@ def recommend(
     if worst_ratio <= r:
         return Recommendation(
             "keep",
-            f"{state}eps = {ctx.eps:.0e} stays below {r:.0%} of sqrt(v) up to width {_fmt_w(safe_width)}"
-            f"{who}, beyond the target {_fmt_w(t)} (LR reduced by at most {1 - lr_factor(worst_ratio):.2%})",
+            f"{state}eps = {ctx.eps:.0e} stays below {r:.0%} of {meets} up to width {_fmt_w(safe_width)}"
+            f"{who}, beyond the target {_fmt_w(t)} (LR reduced by at most {1 - lr_factor(worst_ratio, p):.2%})",
             eps=ctx.eps, safe_up_to_width=safe_width,
         )
-    over = (f"{state}at width {_fmt_w(t)} eps = {ctx.eps:.0e} is {worst_ratio:.3g}× sqrt(v){who}, "
-            f"cutting its effective LR to {lr_factor(worst_ratio):.3g}× (safe only up to width {_fmt_w(safe_width)})")
-    needed = r * min(laws[k].at(t) for k in names)
+    over = (f"{state}at width {_fmt_w(t)} eps = {ctx.eps:.0e} is {worst_ratio:.3g}× {meets}{who}, "
+            f"cutting its effective LR to {lr_factor(worst_ratio, p):.3g}× (safe only up to width {_fmt_w(safe_width)})")
+    needed = r * min(laws[k].at(t) ** p for k in names)
     smaller = 10.0 ** math.floor(math.log10(needed))  # a power of ten a person can type
     if smaller >= ctx.min_eps:
         return Recommendation(
             "smaller-constant",
             f"{over}; eps = {smaller:.0e} keeps it below {r:.0%} at the target and is no smaller than "
-            f"{ctx.min_eps:.0e}, the smallest constant the paper found safe (§4.3, App. F)",
-            eps=smaller, safe_up_to_width=min(crossing_width(laws[k], smaller, r) for k in names),
+            f"{ctx.min_eps:.0e}, the smallest constant tested (§4.3, App. F, Table C2)",
+            eps=smaller, safe_up_to_width=min(crossing_width(laws[k], smaller, r, p) for k in names),
         )
     if g_theory is not None:
-        base = floor_one_digit(per_layer_base_eps(laws, g_theory, ctx.eps, r, ctx.base_width, t))
-        # With eps_l = X·(n/b)^-g_theory the ratio drifts only as (n/b)^(g_measured - g_theory).
+        base = floor_one_digit(per_layer_base_eps(laws, g_theory, ctx.eps, r, ctx.base_width, t, p))
+        # With eps_l = X·(n/b)^(-p·g_theory) the ratio drifts only as (n/b)^(p·(g_measured - g_theory)).
         drift = {k: GradientLaw(laws[k].g - g_theory[k], laws[k].log_c - g_theory[k] * math.log(ctx.base_width))
                  for k in names}
         caveat = ""
         if disagree:
-            caveat = (f"; measured g disagrees with theory for {', '.join(disagree)}: this base eps covers "
-                      f"the drift up to width {_fmt_w(t)} only")
+            caveat = (f"; measured g during training differs from theory for {', '.join(disagree)}: this base eps "
+                      f"covers the drift up to width {_fmt_w(t)} only")
+        law = "-g_l" if p == 1 else "-2·g_l"
         return Recommendation(
             "per-layer",
             f"{over}; a constant would have to be {needed:.1e} (< {ctx.min_eps:.0e}, too small, App. F); "
-            f"eps_l = base_eps·(n/{ctx.base_width:.0f})^-g_l (§4.3) with base_eps = {base:.0e} keeps "
-            f"eps/sqrt(v) at the measured ratio (at most {r:.0%}){caveat}; or use Adam-atan2 (C.5)",
-            base_eps=base, safe_up_to_width=min(crossing_width(drift[k], base, r) for k in names),
+            f"eps_l = base_eps·(n/{ctx.base_width:.0f})^({law}) (§4.3{'' if p == 1 else '; eps meets v = g²'}) "
+            f"with base_eps = {base:.0e} keeps eps/{meets} at the measured ratio (at most {r:.0%}){caveat}; "
+            f"or use Adam-atan2 (C.5)",
+            base_eps=base, safe_up_to_width=min(crossing_width(drift[k], base, r, p) for k in names),
             command=prescribe_command(ctx, base),
         )
     return Recommendation(
@@ -322,95 +345,18 @@ def theory_gradient_exponents(param: str) -> dict[str, float]:
 
 
 def check_optimizer(optim: str) -> str:
-    """Epsilon analysis applies to Adam-style eps added to sqrt(v)."""
+    """Epsilon analysis applies to eps added to sqrt(v) (Adam family) or to g² (Adafactor)."""
     from scaleadvise.core.optimizers import optimizer_family
 
     key = optim.strip().lower().replace("_", "-")
     optimizer_family(key)  # unknown names -> UserError listing the known ones
     if key in NO_EPS_OPTIMIZERS:
-        raise UserError(f"--optim: {key} has no epsilon in its update; nothing to predict (use adam, adamw or adam-ps)")
-    if key not in ADAM_STYLE_OPTIMIZERS:
-        raise UserError(f"--optim: {key} adds epsilon to g² rather than sqrt(v); this analysis covers adam, adamw, adam-ps")
+        raise UserError(f"--optim: {key} has no epsilon in its update; nothing to predict "
+                        f"(use {', '.join(ADAM_STYLE_OPTIMIZERS + SQUARED_EPS_OPTIMIZERS)})")
+    if key not in ADAM_STYLE_OPTIMIZERS + SQUARED_EPS_OPTIMIZERS:
+        raise UserError(f"--optim: no epsilon rule known for {key}; this analysis covers "
+                        f"{', '.join(ADAM_STYLE_OPTIMIZERS + SQUARED_EPS_OPTIMIZERS)}")
     return key
-
-
-# --------------------------------------------------------------------------- input
-
-
-@dataclass
-class LayerSamples:
-    """Every measurement of one layer (tensor name or layer type)."""
-
-    name: str
-    layer_type: str
-    widths: list[float] = field(default_factory=list)
-    grad_rms: list[float] = field(default_factory=list)
-    sqrt_v_rms: list[float | None] = field(default_factory=list)
-    replicate: list[object] = field(default_factory=list)  # (step, seed) of each row
-
-    def add(self, width: float, grad_rms: float, sqrt_v_rms: float | None = None, replicate: object = ()) -> None:
-        self.widths.append(width)
-        self.grad_rms.append(grad_rms)
-        self.sqrt_v_rms.append(sqrt_v_rms)
-        self.replicate.append(replicate)
-
-    @property
-    def scale_column(self) -> str:
-        """sqrt_v_rms when every row has it (it is what eps is added to), else grad_rms."""
-        have = self.sqrt_v_rms and all(v is not None for v in self.sqrt_v_rms)
-        return "sqrt_v_rms" if have else "grad_rms"
-
-    @property
-    def scale(self) -> list[float]:
-        return list(self.sqrt_v_rms) if self.scale_column == "sqrt_v_rms" else list(self.grad_rms)  # type: ignore[arg-type]
-
-
-def gradient_columns() -> list:
-    from scaleadvise.analysis.tables import Column
-
-    return [
-        Column("width", ("d_model", "model_dim", "n", "dim"), positive=True),
-        Column("layer", ("tensor", "name", "param", "parameter"), numeric=False),
-        Column("grad_rms", ("grad", "grad_norm_rms", "gradient_rms"), positive=True),
-        # Missing cells mean "not measured" (e.g. SGD rows); that layer falls back to grad_rms.
-        Column("sqrt_v_rms", ("sqrtv_rms", "sqrt_v", "v_sqrt_rms"), required=False, positive=True,
-               allow_nonfinite=True),
-        Column("step", ("iteration", "iter"), required=False),
-        Column("seed", (), required=False),
-    ]
-
-
-def load_gradients(path: str, overrides: Mapping[str, str | None] | None = None) -> dict[str, LayerSamples]:
-    """Read a gradient table (docs/CONTRACTS.md: width, layer, grad_rms, optional sqrt_v_rms, step)."""
-    import numpy as np
-
-    from scaleadvise.analysis.tables import read_table
-
-    table = read_table(path, gradient_columns(), overrides)
-    frame = table.frame
-    has_v = "sqrt_v_rms" in frame.columns
-    if has_v:
-        v = frame["sqrt_v_rms"].to_numpy(dtype=float)
-        inf = np.isinf(v)
-        if inf.any():
-            i = int(np.flatnonzero(inf)[0])
-            raise UserError(f"{path}: line {i + 2}, column 'sqrt_v_rms': {v[i]} is not finite")
-    names = frame["layer"].map(lambda x: "" if x is None or (isinstance(x, float) and math.isnan(x)) else str(x).strip())
-    empty = (names == "").to_numpy()
-    if empty.any():
-        raise UserError(f"{path}: line {int(np.flatnonzero(empty)[0]) + 2}, column 'layer': empty layer name")
-    rep_cols = [c for c in ("step", "seed") if c in frame.columns]
-    replicate = list(zip(*(frame[c].tolist() for c in rep_cols))) if rep_cols else [()] * len(frame)
-    sqrt_v = frame["sqrt_v_rms"].tolist() if has_v else [math.nan] * len(frame)
-    layers: dict[str, LayerSamples] = {}
-    for name, rows in names.groupby(names, sort=False).indices.items():
-        where = f"{path}: line {int(rows[0]) + 2}, column 'layer'"
-        s = layers[name] = LayerSamples(name, layer_type_of(name, where))
-        s.widths = frame["width"].to_numpy()[rows].tolist()
-        s.grad_rms = frame["grad_rms"].to_numpy()[rows].tolist()
-        s.sqrt_v_rms = [None if math.isnan(sqrt_v[i]) else sqrt_v[i] for i in rows]
-        s.replicate = [replicate[i] for i in rows]
-    return layers
 
 
 # --------------------------------------------------------------------------- analysis
@@ -421,16 +367,16 @@ def _threshold_key(t: float) -> str:
 
 
 def layer_law(s: LayerSamples, g_theory: float | None, source: str, confidence: float) -> tuple[GradientLaw, GradientLaw | None]:
-    """(law used for predictions, fit of grad_rms or None) for one layer.
+    """(law used for predictions, fit of grad_rms or None) for one layer, over every row.
 
     One width: no exponent can be measured; extrapolate with the theory's g (Table 1)
     when the parameterization is known, otherwise say what to pass.
     """
     if len(set(s.widths)) >= 2:
-        grad_fit = fit_gradient_law(s.widths, s.grad_rms, s.replicate, confidence)
+        grad_fit = fit_gradient_law(s.widths, s.grad_rms, s.run, confidence)
         if s.scale_column == "grad_rms":
             return grad_fit, grad_fit
-        return fit_gradient_law(s.widths, s.scale, s.replicate, confidence), grad_fit
+        return fit_gradient_law(s.widths, s.scale, s.run, confidence), grad_fit
     if g_theory is None:
         raise UserError(
             f"{source}: layer {s.name!r} was measured at one width ({s.widths[0]:g}) only, so no exponent can be "
@@ -440,21 +386,54 @@ def layer_law(s: LayerSamples, g_theory: float | None, source: str, confidence: 
     return anchored_gradient_law(s.widths[0], s.scale, g_theory), None
 
 
+def early_law(s: LayerSamples, early_step: float | None, confidence: float) -> tuple[GradientLaw | None, list[float]]:
+    """Fit of grad_rms at the early steps (``LayerSamples.early_rows``) and the steps used.
+
+    (None, []) without steps or with fewer than two widths among the early rows.
+    """
+    rows = s.early_rows(early_step)
+    if not rows:
+        return None, []
+    widths = [s.widths[i] for i in rows]
+    steps = sorted({float(s.step[i]) for i in rows})  # type: ignore[arg-type]
+    if len(set(widths)) < 2:
+        return None, steps
+    law = fit_gradient_law(widths, [s.grad_rms[i] for i in rows], [s.run[i] for i in rows], confidence)
+    return law, steps
+
+
+def _inside(ci: tuple[float, float] | None, g: float | None) -> bool | None:
+    return None if (ci is None or g is None) else bool(ci[0] - 1e-12 <= g <= ci[1] + 1e-12)
+
+
 def analyze(
     samples: Mapping[str, LayerSamples],
     ctx: Context,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     confidence: float = 0.95,
     source: str = "input",
+    early_step: float | None = None,
+    model: object | None = None,
 ) -> dict:
-    """The whole `scaleadvise epsilon` report as a JSON-ready dict (docs/CONTRACTS.md)."""
+    """The whole `scaleadvise epsilon` report as a JSON-ready dict (docs/CONTRACTS.md).
+
+    Fits (every interval clustered by run): the law of s used for predictions over every
+    row (training), the grad_rms law over every row (``g_measured``), and the grad_rms
+    law at the early steps (``g_early``), the one compared with the theory's g.
+    ``model`` (an ``epsilon_model.Request``) adds the model-level prediction from the
+    decrease columns (``model_prediction``); when it says eps stays under its budget
+    past the target (interval included), the overall advice is to keep eps.
+    """
     if not samples:
         raise UserError(f"{source}: no gradient measurements (give a table or --grad-rms LAYER=VALUE@WIDTH)")
+    p = ctx.power
     g_by_type = theory_gradient_exponents(ctx.param) if ctx.param else None
     laws: dict[str, GradientLaw] = {}
     g_theory: dict[str, float] = {}
     layers: dict[str, dict] = {}
-    disagree: list[str] = []
+    early_off: list[str] = []  # theory outside the early-step interval
+    drift: list[str] = []  # theory outside the training interval of s (per-layer eps drifts)
+    no_steps = False
     for name, s in samples.items():
         g_th = None if g_by_type is None else g_by_type[s.layer_type]
         law, grad_fit = layer_law(s, g_th, source, confidence)
@@ -462,44 +441,80 @@ def analyze(
         if g_th is not None:
             g_theory[name] = g_th
         ci = None if grad_fit is None else grad_fit.g_ci
-        agrees = None if (ci is None or g_th is None) else bool(ci[0] - 1e-12 <= g_th <= ci[1] + 1e-12)
+        early, steps = early_law(s, early_step, confidence) if grad_fit is not None else (None, [])
+        if grad_fit is not None and s.early_rows(early_step) is None:
+            no_steps = True
+        compared = early if early is not None else (grad_fit if not steps else None)
+        agrees = _inside(None if compared is None else compared.g_ci, g_th)
         if agrees is False:
-            disagree.append(name)
+            early_off.append(name)
+        if law.source == "measured" and _inside(law.g_ci, g_th) is False:
+            drift.append(name)
         t = ctx.target_width
-        ratio_t = eps_ratio(law, ctx.eps, t)
+        ratio_t = eps_ratio(law, ctx.eps, t, p)
         layers[name] = {
             "layer": name,
             "layer_type": s.layer_type,
             "widths": sorted(set(s.widths)),
             "n_points": len(s.widths),
+            "n_runs": s.n_runs(),
             "scale_column": s.scale_column,
             "exponent_source": law.source,
             "g_measured": None if grad_fit is None else grad_fit.g,
             "g_measured_ci": None if ci is None else list(ci),
+            "g_early": None if early is None else early.g,
+            "g_early_ci": None if early is None or early.g_ci is None else list(early.g_ci),
+            "early_steps": steps,
             "g_theory": g_th,
             "g_agrees_with_theory": agrees,
+            "g_compared_at": "early" if early is not None else ("all rows" if compared is not None else None),
             "g_used": law.g,
+            "g_used_ci": None if law.g_ci is None else list(law.g_ci),
             "sqrt_v_at_base_width": law.at(ctx.base_width),
-            "eps_ratio_at_base_width": eps_ratio(law, ctx.eps, ctx.base_width),
-            "underflow_width": {_threshold_key(r): crossing_width(law, ctx.eps, r) for r in thresholds},
+            "eps_ratio_at_base_width": eps_ratio(law, ctx.eps, ctx.base_width, p),
+            "underflow_width": {_threshold_key(r): crossing_width(law, ctx.eps, r, p) for r in thresholds},
             "v_underflow_width": {d: v_underflow_width(law, d) for d in SMALLEST_NORMAL},
-            "target": {"width": t, "sqrt_v": law.at(t), "eps_ratio": ratio_t, "lr_factor": lr_factor(ratio_t)},
+            "target": {"width": t, "sqrt_v": law.at(t), "eps_ratio": ratio_t, "lr_factor": lr_factor(ratio_t, p)},
         }
     for name in layers:
         one_th = {name: g_theory[name]} if name in g_theory else None
-        rec = recommend({name: laws[name]}, one_th, ctx, [name] if name in disagree else [])
+        rec = recommend({name: laws[name]}, one_th, ctx, [name] if name in drift else [])
         layers[name]["recommendation"] = rec.as_dict()
-    overall = recommend(laws, g_theory if g_by_type is not None else None, ctx, disagree)
+    overall = recommend(laws, g_theory if g_by_type is not None else None, ctx, drift)
     notes = list(ctx.notes)
+    prediction = None
+    if model is not None:
+        from scaleadvise.analysis.epsilon_model import predict
+
+        prediction = predict(samples, model)  # type: ignore[arg-type]
+        if prediction is not None and prediction.get("verdict", {}).get("action") == "keep" \
+                and overall.action in ("smaller-constant", "per-layer"):
+            overall = Recommendation("keep", f"{prediction['verdict']['text']} (model level, "
+                                             f"{prediction['predictor']}); per tensor: {overall.reason}",
+                                     eps=ctx.eps, safe_up_to_width=prediction["crossing_width"])
+    pooled = pooled_runs_note(samples)
+    if pooled:
+        notes.append(pooled)
     theory_layers = [k for k, v in layers.items() if v["exponent_source"] == "theory"]
     if theory_layers:
         notes.append(f"measured at one width: {', '.join(theory_layers)} extrapolated with the theory's g "
                      f"for {ctx.param} (Table 1 gradient column, B.7), not a measured exponent")
-    for name in disagree:
+    if no_steps and g_by_type is not None:
+        notes.append("no step column: the theory's g (gradients at initialisation, B.7) is compared with the fit "
+                     "over every row, which may average over training; log step 1 to compare where the theory speaks")
+    for name in early_off:
         L = layers[name]
-        lo, hi = L["g_measured_ci"]
-        notes.append(f"{name}: measured g = {L['g_measured']:.3g} [{lo:.3g}, {hi:.3g}] disagrees with the "
-                     f"theory's g = {L['g_theory']:g} for {ctx.param}")
+        g, ci = (L["g_early"], L["g_early_ci"]) if L["g_early"] is not None else (L["g_measured"], L["g_measured_ci"])
+        at = f"at step(s) {', '.join(f'{x:g}' for x in L['early_steps'])}" if L["early_steps"] else "over every row"
+        notes.append(f"{name}: measured g = {g:.3g} [{ci[0]:.3g}, {ci[1]:.3g}] {at} disagrees with the theory's "
+                     f"g = {L['g_theory']:g} for {ctx.param} (B.7)")
+    moved = [k for k in drift if k not in early_off]
+    if moved:
+        notes.append(f"during training sqrt(v) scales differently from the theory's g (the readout moves the "
+                     f"gradients, B.13) for {', '.join(moved)}; the fits over training are used for the crossings")
+    if model is not None and prediction is None:
+        notes.append("no decrease columns (decrease, decrease_no_eps): no model-level prediction; the grads.csv "
+                     "of an `emit-train` script logs them")
     return {
         "eps": ctx.eps,
         "optimizer": ctx.optim,
@@ -510,6 +525,10 @@ def analyze(
         "safe_ratio": ctx.safe_ratio,
         "state_dtype": ctx.state_dtype,
         "confidence": confidence,
+        "replication_unit": "run (width × seed/run column); checkpoints of one run are averaged, never replicates",
+        "eps_added_to": "v = g²" if p == 2 else "sqrt(v)",
+        "ratio": f"eps/{ctx.meets}",
+        "per_layer_eps_exponent": None if g_by_type is None else {k: -p * g for k, g in g_by_type.items()},
         "g_theory_by_type": g_by_type,
         "layers": layers,
         "earliest_underflow_width": {
@@ -517,5 +536,6 @@ def analyze(
             for r in thresholds
         },
         "recommendation": overall.as_dict(),
+        "model_prediction": prediction,
         "notes": notes,
     }

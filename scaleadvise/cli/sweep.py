@@ -160,7 +160,7 @@ def sweep_command(
         summary = run_sweep(cfg, reporter=bar)
     except KeyboardInterrupt:  # before the sweep's own handler was in place
         sys.stderr.write("scaleadvise: sweep interrupted before any run started\n")
-        raise typer.Exit(130)
+        raise SystemExit(130)  # not typer.Exit: the app would add its own "interrupted" line
     doc = summary.to_dict()
     if json_out:
         print_json(doc)
@@ -168,7 +168,7 @@ def sweep_command(
         sys.stderr.write(f"scaleadvise: sweep interrupted ({doc['signal']}): {summary.done + summary.diverged} runs "
                          f"finished, {summary.stopped} stopped at their checkpoints; rerun the same command to "
                          "resume\n")
-        raise typer.Exit(summary.exit_code)
+        raise SystemExit(summary.exit_code)  # this line is the one the user sees (not the app's own)
     if summary.engine_error is not None:
         sys.stderr.write(f"scaleadvise: error: Ray failed under the sweep ({summary.engine_error}); "
                          f"{summary.done + summary.diverged} runs finished; rerun the same command to resume\n")

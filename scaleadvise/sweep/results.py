@@ -5,7 +5,7 @@ name, so a run can never appear twice however often the sweep is rerun or resume
 table is rewritten whole and atomically (temp file + os.replace) after every finished
 run: a reader, or an interrupted sweep, only ever sees a complete file.
 
-Columns (DESIGN.md, the sweep CSV read by `fit`): width, lr, loss, step, seed, param,
+Columns (docs/CONTRACTS.md, the sweep CSV read by `fit`): width, lr, loss, step, seed, param,
 optim, diverged; plus depth (after width) when depth is swept, for `fit --scale-by depth`.
 A diverged run's loss is NaN at the planned last step (`fit` treats NaN as unstable,
 paper C.1).

@@ -1,4 +1,4 @@
-"""Probes: what the analysis commands read. Column names are DESIGN.md's contracts:
+"""Probes: what the analysis commands read. Column names are the contracts of docs/CONTRACTS.md:
 `scaleadvise epsilon` reads grads.csv, `scaleadvise align` reads alignment.csv.
 """
 
@@ -13,7 +13,7 @@ from scaleadvise.script.template.dist import Dist, all_sum, local_tensor
 from scaleadvise.script.template.nanodo import Dense, tensor_name
 
 METRICS_COLUMNS = ("step", "train_loss", "eval_loss", "lr", "tokens_per_s", "mfu")
-GRADS_COLUMNS = ("width", "layer", "step", "grad_rms", "sqrt_v_rms")
+GRADS_COLUMNS = ("width", "layer", "step", "grad_rms", "sqrt_v_rms", "seed", "decrease", "decrease_no_eps", "eps")
 ALIGNMENT_COLUMNS = ("width", "layer", "step", "log_alignment", "alpha", "omega", "u")
 
 
@@ -57,28 +57,81 @@ class CsvLog:
 
 @torch.no_grad()
 def gradient_scales(model: torch.nn.Module, opt: torch.optim.Optimizer, dist: Dist) -> list[dict]:
-    """Per tensor: RMS of the gradient and RMS of sqrt(v_hat), the bias-corrected
-    second moment Adam's epsilon is added to (§4.3: epsilon matters once it is
-    comparable to sqrt(v)). Call after opt.step(), before zero_grad(). Under FSDP
-    each rank holds a shard: sums of squares are reduced over ranks."""
-    beta2 = {id(p): g.get("betas", (0.0, 0.0))[1] for g in opt.param_groups for p in g["params"]}
+    """One grads.csv row per tensor (without width/step/seed, which the caller adds).
+
+    Call at step t after ``opt.step()`` and before ``zero_grad()``: then ``p.grad`` is
+    g_t, the minibatch gradient at W_{t-1} that this step used, and the optimizer state
+    holds m_t, v_t after the step. With Adam's bias corrections m_hat = m_t/(1-beta1^t),
+    v_hat = v_t/(1-beta2^t) (the ones torch.optim.Adam applies at step t):
+
+    * ``grad_rms``: RMS of g_t. ``sqrt_v_rms``: RMS of sqrt(v_hat), what Adam's eps is
+      added to (§4.3); None without an unfactored second moment (SGD).
+    * ``decrease``: lr_t * <g_t, m_hat / (sqrt(v_hat) + eps)>, the first-order decrease
+      of the minibatch loss by this step's update of the tensor, L(W_{t-1}) - L(W_t)
+      to first order (the update is W_t = W_{t-1} - lr_t m_hat/(sqrt(v_hat)+eps)).
+    * ``decrease_no_eps``: the same with eps = 0, lr_t * <g_t, m_hat / sqrt(v_hat)>.
+      Elements with v_hat = 0 (never a gradient, or v underflowed) count 0 in both.
+      decrease / decrease_no_eps is the share of the step's first-order progress that
+      eps leaves (1/(1 + eps/sqrt(v)) for a tensor with one sqrt(v) everywhere):
+      `scaleadvise epsilon` extrapolates it in width and weights tensors by their
+      decrease_no_eps (issue 10, item 9). The part eps takes,
+      lr*<g, m_hat*eps/(sqrt(v_hat)(sqrt(v_hat)+eps))>, is summed on its own in
+      float64 and added, so a tiny eps effect is not lost to cancellation.
+    * ``eps``: the eps of the tensor's parameter group (per-layer eps differs by tensor).
+
+    lr_t is the group's LR for this step (schedule included). For Adam + parameter
+    scaling (groups with ``min_param_rms``) the update carries the parameter scale
+    max(min_param_rms, RMS(W)); W before the step is gone, so RMS(W_t) stands in (it
+    moves by O(lr) per step); the ratio of the two decreases does not depend on it.
+    Optimizers without eps on sqrt(v) (SGD, Adam-atan2) leave the decrease columns
+    empty. Under FSDP each rank holds a shard of every tensor and its state: the
+    sums (of squares, of products) are reduced over ranks; DDP ranks hold copies.
+
+    Cost: nothing unless called (--grads-every 0); when called, a few elementwise
+    passes over every parameter and its two moments, like one optimizer step.
+    """
+    group_of = {id(p): g for g in opt.param_groups for p in g["params"]}
     names, sums = [], []
     for name, p in model.named_parameters():
         if p.grad is None:
             continue
+        group = group_of.get(id(p), {})
         grad = local_tensor(p.grad).float()
         state = opt.state.get(p, {})
-        v = state.get("exp_avg_sq")
-        sq_v = float("nan")
+        v, m = state.get("exp_avg_sq"), state.get("exp_avg")
+        nan = torch.full((), float("nan"), dtype=torch.float64, device=grad.device)
+        row = [grad.square().sum(dtype=torch.float64), nan, nan, nan, torch.zeros_like(nan)]
+        eps = group.get("eps")
         if v is not None and v.shape == p.shape:  # factored second moments have another shape
+            beta1, beta2 = group.get("betas", (0.0, 0.0))
             step = float(state["step"]) if "step" in state else 1.0
-            sq_v = local_tensor(v).float().sum() / (1.0 - beta2[id(p)] ** step)
-        names.append((tensor_name(name), p.numel()))
-        sums.append(torch.stack([grad.square().sum(), torch.as_tensor(sq_v, device=grad.device).float()]))
-    totals = all_sum(torch.stack(sums), dist).cpu() if sums else torch.zeros(0, 2)
-    return [{"layer": n, "grad_rms": math.sqrt(float(s[0]) / numel),
-             "sqrt_v_rms": math.sqrt(float(s[1]) / numel) if math.isfinite(float(s[1])) else None}
-            for (n, numel), s in zip(names, totals)]
+            sqrt_v_hat = local_tensor(v).float().sqrt() / math.sqrt(1.0 - beta2**step)
+            row[1] = sqrt_v_hat.square().sum(dtype=torch.float64)
+            if m is not None and eps is not None:
+                # g·m_hat/sqrt(v_hat) split into what eps keeps, sqrt(v_hat)/(sqrt(v_hat)+eps), and what it
+                # takes, eps/(sqrt(v_hat)+eps), each computed directly (no 1 - x cancellation, no
+                # overflow where sqrt(v_hat) is tiny: |m_hat|/sqrt(v_hat) stays O(1)).
+                m_hat = local_tensor(m).float() / (1.0 - beta1**step)
+                alive = sqrt_v_hat > 0
+                g_m_over_s = torch.where(alive, grad * m_hat / torch.where(alive, sqrt_v_hat, 1.0), 0.0)
+                row[2] = (g_m_over_s * (sqrt_v_hat / (sqrt_v_hat + eps))).sum(dtype=torch.float64)
+                row[3] = (g_m_over_s * (eps / (sqrt_v_hat + eps))).sum(dtype=torch.float64)
+                if "min_param_rms" in group:
+                    row[4] = local_tensor(p.detach()).float().square().sum(dtype=torch.float64)
+        names.append((tensor_name(name), p.numel(), group, eps))
+        sums.append(torch.stack(row))
+    totals = all_sum(torch.stack(sums), dist).cpu().tolist() if sums else []
+    out = []
+    for (n, numel, group, eps), (g2, v, with_eps, lost, w2) in zip(names, totals):
+        r = {"layer": n, "grad_rms": math.sqrt(g2 / numel), "decrease": None, "decrease_no_eps": None, "eps": eps,
+             "sqrt_v_rms": math.sqrt(v / numel) if math.isfinite(v) else None}
+        if math.isfinite(with_eps):
+            scale = float(group["lr"])
+            if "min_param_rms" in group:
+                scale *= max(group["min_param_rms"], math.sqrt(w2 / numel))
+            r["decrease"], r["decrease_no_eps"] = scale * with_eps, scale * (with_eps + lost)
+        out.append(r)
+    return out
 
 
 # --------------------------------------------------------------------------- alignment

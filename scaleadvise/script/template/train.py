@@ -256,7 +256,8 @@ def train(args, pres: dict, t_start: float) -> int:
                     torch._foreach_mul_(tensors, 1.0 - rate * factor)
         done = step + 1
         if args.grads_every and (done % args.grads_every == 0 or done == 1):
-            grads.write([{"width": size["width"], "step": done, **r} for r in gradient_scales(model, opt, dist)])
+            grads.write([{"width": size["width"], "step": done, "seed": args.seed, **r}
+                        for r in gradient_scales(model, opt, dist)])
         opt.zero_grad(set_to_none=True)
 
         if done % args.log_every == 0 or done in (1, steps, args.stop_at):
