@@ -18,6 +18,7 @@ import numpy as np
 
 from scaleadvise.errors import UserError
 from scaleadvise.analysis.fit_bowl import WINDOW, Averaged, estimate_optima, resample_optima
+from scaleadvise.analysis.fit_interpret import check_theory_flags, interpretation_for
 from scaleadvise.analysis.fit_optima import (INSTABILITY_RATIO, Grid, Optima, _quantile, bootstrap_grids, build_grid,
                                     combine_codes, dense_codes, drop_duplicates, final_steps, has_repeats,
                                     locate_optima, run_blocks)
@@ -42,7 +43,6 @@ SCALE_AXES = ("width", "depth")
 # Columns that name a distinct sweep; grouped by automatically when they vary.
 AUTO_GROUP_COLUMNS = ("param", "parameterization", "optim", "optimizer", "setting", "alignment",
                       "constants", "eps_mode", "horizon")
-_PARAM_KEYS, _OPTIM_KEYS, _SETTING_KEYS = ("param", "parameterization"), ("optim", "optimizer"), ("setting",)
 
 Progress = Callable[[str, int], Callable[[int], None]]  # (label, total) -> advance(n)
 
@@ -425,7 +425,7 @@ def analyze_group(key: dict, width, lr, loss: np.ndarray, opts: FitOptions, rng:
         verdict = verdict.replace("widths", "depths").replace("width", "depth").replace("n^", "L^")
         warnings = [w.replace("widths", "depths").replace("width", "depth") for w in warnings]
     law = fit_loss_law(grid.widths[use], opt.min_loss[use])
-    interpretation, why_not = _interpretation({**(context or {}), **key}, opts, lr_fit["exponent"], lr_fit["ci"])
+    interpretation, why_not = interpretation_for({**(context or {}), **key}, opts, lr_fit["exponent"], lr_fit["ci"])
     if why_not:
         warnings.append(why_not)
     return {
@@ -470,29 +470,6 @@ def _label(key: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in key.items()) or "all runs"
 
 
-def _interpretation(key: dict, opts: FitOptions, k, ci) -> tuple[dict | None, str | None]:
-    """Theory comparison when param, optim and setting are known (flags, else the group key)."""
-    from scaleadvise.analysis.fit_interpret import interpret, parse_setting
-
-    if opts.scale_by == "depth":
-        return None, None  # the theory's exponents are width exponents (depth: core/depth.py)
-    lower = {str(c).lower(): v for c, v in key.items()}
-    pick = lambda flag, names: flag if flag else next((str(lower[n]) for n in names if n in lower), None)  # noqa: E731
-    param, optim, setting = (pick(opts.param, _PARAM_KEYS), pick(opts.optim, _OPTIM_KEYS),
-                             pick(opts.setting, _SETTING_KEYS))
-    if not (param or optim or setting):
-        return None, None
-    missing = [n for n, v in (("--param", param), ("--optim", optim), ("--setting", setting)) if not v]
-    if missing:
-        return None, f"no theory comparison without {', '.join(missing)}"
-    try:
-        return interpret(k, ci, param, optim, parse_setting(setting)), None
-    except UserError as e:
-        if opts.param and opts.optim and opts.setting:
-            raise  # a bad flag is an error; a bad cell in a grouping column only a warning
-        return None, f"no theory comparison ({e})"
-
-
 # --------------------------------------------------------------------------- whole file
 
 
@@ -503,22 +480,6 @@ class FitResult:
     bands: list[LawBand | None] = field(default_factory=list)  # one per group: the law's interval, for plotting
 
 
-def _check_theory_flags(opts: FitOptions) -> None:
-    """--param, --optim and --target-width, before any work: a typo is an error even
-    when the theory comparison is skipped for want of the other flags."""
-    import math
-
-    from scaleadvise.core.optimizers import get_optimizer
-    from scaleadvise.core.parameterizations import get_parameterization
-
-    if opts.param:
-        get_parameterization(opts.param)
-    if opts.optim:
-        get_optimizer(opts.optim)
-    if opts.target_width is not None and not (math.isfinite(opts.target_width) and opts.target_width >= 1):
-        raise UserError(f"--target-width: must be a finite number >= 1, got {opts.target_width:g}")
-
-
 def fit_sweep(path: str, opts: FitOptions, progress: Progress | None = None) -> FitResult:
     """Fit the sweep table at ``path``; ``.doc`` is the ``scaleadvise fit --json`` document."""
     if opts.optimum not in ("refined", "observed"):
@@ -527,7 +488,7 @@ def fit_sweep(path: str, opts: FitOptions, progress: Progress | None = None) -> 
         from scaleadvise.analysis.fit_interpret import parse_setting
 
         parse_setting(opts.setting)
-    _check_theory_flags(opts)
+    check_theory_flags(opts)
     runs, groups, warnings, info = load_runs(path, opts)
     results, grids, bands = [], [], []
     order = np.argsort(runs.group, kind="stable") if groups else None

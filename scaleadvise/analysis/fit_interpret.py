@@ -15,13 +15,20 @@ measurement, and report the per-layer exponents c(true) that would flatten the
 sweep (k = 0).
 """
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from scaleadvise.errors import UserError
 
+if TYPE_CHECKING:
+    from scaleadvise.analysis.fit import FitOptions
+
 SETTINGS = ("global", "per-layer-full", "per-layer-none")
 ALIGNMENT_GRID = np.round(np.linspace(0.5, 1.0, 51), 4)  # alpha = u, steps of 0.01
 MATCH_TOL = 0.02  # a measured k this close to a prediction counts as matched
+# Columns of a sweep table that say which parameterization, optimizer and setting a group is.
+_PARAM_KEYS, _OPTIM_KEYS, _SETTING_KEYS = ("param", "parameterization"), ("optim", "optimizer"), ("setting",)
 
 
 def parse_setting(text: str, flag: str = "--setting") -> str:
@@ -119,3 +126,40 @@ def interpret(k: float | None, k_ci: tuple[float, float] | None, param_name: str
                "(epsilon underflow, §4.3; training horizon, Appendix I)")
     out["message"] = msg
     return out
+
+
+def check_theory_flags(opts: "FitOptions") -> None:
+    """--param, --optim and --target-width, before any work: a typo is an error even
+    when the theory comparison is skipped for want of the other flags."""
+    import math
+
+    from scaleadvise.core.optimizers import get_optimizer
+    from scaleadvise.core.parameterizations import get_parameterization
+
+    if opts.param:
+        get_parameterization(opts.param)
+    if opts.optim:
+        get_optimizer(opts.optim)
+    if opts.target_width is not None and not (math.isfinite(opts.target_width) and opts.target_width >= 1):
+        raise UserError(f"--target-width: must be a finite number >= 1, got {opts.target_width:g}")
+
+
+def interpretation_for(key: dict, opts: "FitOptions", k, ci) -> tuple[dict | None, str | None]:
+    """Theory comparison when param, optim and setting are known (flags, else the group key)."""
+    if opts.scale_by == "depth":
+        return None, None  # the theory's exponents are width exponents (depth: core/depth.py)
+    lower = {str(c).lower(): v for c, v in key.items()}
+    pick = lambda flag, names: flag if flag else next((str(lower[n]) for n in names if n in lower), None)  # noqa: E731
+    param, optim, setting = (pick(opts.param, _PARAM_KEYS), pick(opts.optim, _OPTIM_KEYS),
+                             pick(opts.setting, _SETTING_KEYS))
+    if not (param or optim or setting):
+        return None, None
+    missing = [n for n, v in (("--param", param), ("--optim", optim), ("--setting", setting)) if not v]
+    if missing:
+        return None, f"no theory comparison without {', '.join(missing)}"
+    try:
+        return interpret(k, ci, param, optim, parse_setting(setting)), None
+    except UserError as e:
+        if opts.param and opts.optim and opts.setting:
+            raise  # a bad flag is an error; a bad cell in a grouping column only a warning
+        return None, f"no theory comparison ({e})"

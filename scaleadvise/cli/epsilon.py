@@ -111,7 +111,7 @@ def parse_yardsticks(values: list[str]) -> dict:
 @app.command(epilog=EPILOG)
 def epsilon(
     grads: Optional[Path] = typer.Argument(None, help="Gradient table (CSV/TSV/JSONL/Parquet), e.g. grads.csv from emit-train."),
-    eps: Optional[float] = typer.Option(None, "--eps", help="Epsilon in use (default: 1e-8, torch's Adam; 1e-30 for adafactor, Table C2)."),
+    eps: Optional[float] = typer.Option(None, "--eps", help="Epsilon in use (default: the optimizer's Table C2 value, as prescribe uses: 1e-9 for Adam, 1e-30 for adafactor)."),
     param: Optional[str] = typer.Option(None, "--param", help=PARAM_HELP + " Gives the theory's g per layer."),
     optim: str = typer.Option("adam", "--optim", help=OPTIM_HELP + " adam, adamw, adam-ps add eps to sqrt(v); adafactor adds it to g²."),
     target_width: Optional[float] = typer.Option(None, "--target-width", "--width", help="Width to predict for (default: the largest measured)."),
@@ -150,8 +150,9 @@ def epsilon(
     from scaleadvise.errors import UserError
 
     optim = E.check_optimizer(optim)
-    eps = E.DEFAULT_EPS[optim] if eps is None else eps
-    min_eps = E.DEFAULT_MIN_EPS[optim] if min_eps is None else min_eps
+    default, smallest = E.default_eps(optim)
+    eps = default if eps is None else eps
+    min_eps = smallest if min_eps is None else min_eps
     if not (eps > 0 and math.isfinite(eps)):
         raise UserError(f"--eps: must be a finite number > 0, got {eps:g}")
     if base_width < 1 or not math.isfinite(base_width):
