@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Mapping
 
 from scaleadvise.core.classify import LAYER_TYPES, LayerType
-from scaleadvise.core.files import read_yaml
+from scaleadvise.core.files import layer_numbers, read_yaml
 from scaleadvise.core.presets import preset_dir
 from scaleadvise.errors import UserError
 
@@ -76,18 +76,7 @@ def load_constants(spec: str, optim: str, param: str) -> ConstantSet:
             where = f"Table C3 ({row}, {param})"
         if not isinstance(data, dict):
             raise UserError(f"{path}: field '{row}.{param}' must map embedding/hidden/readout to numbers", FIELD)
-    out: dict[LayerType, float] = {}
-    for t in LAYER_TYPES:
-        if t not in data:
-            raise UserError(f"{path}: field '{t}' is missing", FIELD)
-        try:
-            if isinstance(data[t], bool):  # YAML's yes/no/true: not a constant
-                raise TypeError
-            out[t] = float(data[t])
-        except (TypeError, ValueError):
-            raise UserError(f"{path}: field '{t}' = {data[t]!r} is not a number", FIELD) from None
-        if not out[t] > 0 or out[t] == float("inf"):
-            raise UserError(f"{path}: field '{t}' = {out[t]:g} must be a positive finite number", FIELD)
+    out = layer_numbers(data, path, "", FIELD, positive=True)
     return ConstantSet(out, where, base_width)
 
 

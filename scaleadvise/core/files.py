@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+import math
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,29 @@ def write_text_atomic(path: str | Path, text: str, field: str) -> None:
     """Write ``text`` to ``path`` atomically (``atomic_output``)."""
     with atomic_output(path, field) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
+
+
+def layer_numbers(block: Any, path: Path | str, prefix: str, field: str, positive: bool = False) -> dict[str, float]:
+    """``{embedding, hidden, readout}`` -> finite numbers (> 0 with ``positive``) from a YAML
+    mapping; the error names the file and the field (``prefix`` + layer type)."""
+    from scaleadvise.core.classify import LAYER_TYPES
+
+    if not isinstance(block, dict):
+        raise UserError(f"{path}: field '{prefix or '(top level)'}' must map embedding/hidden/readout to numbers",
+                        field)
+    out: dict[str, float] = {}
+    for t in LAYER_TYPES:
+        name = f"{prefix}.{t}" if prefix else t
+        if t not in block:
+            raise UserError(f"{path}: field '{name}' is missing", field)
+        value = block[t]
+        try:
+            if isinstance(value, bool):  # YAML's yes/no/true: not a number
+                raise TypeError
+            out[t] = float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{path}: field '{name}' = {value!r} is not a number", field) from None
+        if not math.isfinite(out[t]) or (positive and not out[t] > 0):
+            need = "a positive finite number" if positive else "a finite number"
+            raise UserError(f"{path}: field '{name}' = {value!r} must be {need}", field)
+    return out

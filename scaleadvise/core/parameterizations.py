@@ -114,28 +114,13 @@ def parse_triple(text: str, field: str) -> dict[LayerType, float]:
 
 def load_custom(path: str | Path) -> Parameterization:
     """A YAML file ``{name?, a: {embedding, hidden, readout}, b: {...}, attention_scale?}``."""
-    from scaleadvise.core.files import read_yaml
+    from scaleadvise.core.files import layer_numbers, read_yaml
 
     p, field = Path(path), "custom"
     data = read_yaml(p, field)
     if not isinstance(data, dict) or "a" not in data or "b" not in data:
         raise UserError(f"{p}: expected a mapping with keys 'a' and 'b' (each embedding/hidden/readout)", field)
-    vals: dict[str, dict[LayerType, float]] = {}
-    for key in ("a", "b"):
-        block = data[key]
-        if not isinstance(block, dict):
-            raise UserError(f"{p}: field '{key}' must map embedding/hidden/readout to numbers", field)
-        for t in LAYER_TYPES:
-            if t not in block:
-                raise UserError(f"{p}: field '{key}.{t}' is missing", field)
-            try:
-                if isinstance(block[t], bool):  # YAML's yes/no/true: not an exponent
-                    raise TypeError
-                vals.setdefault(key, {})[t] = float(block[t])
-            except (TypeError, ValueError):
-                raise UserError(f"{p}: field '{key}.{t}' = {block[t]!r} is not a number", field) from None
-            if not math.isfinite(vals[key][t]):
-                raise UserError(f"{p}: field '{key}.{t}' = {block[t]!r} is not a finite number", field)
+    vals = {key: layer_numbers(data[key], p, key, field) for key in ("a", "b")}
     scale = data.get("attention_scale", "sqrt")
     if scale not in ("sqrt", "linear"):
         raise UserError(f"{p}: field 'attention_scale' must be 'sqrt' or 'linear', got {scale!r}", field)
