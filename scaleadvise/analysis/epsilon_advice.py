@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from scaleadvise.analysis.epsilon import (SMALLEST_TESTED_EPS, GradientLaw, crossing_width, eps_ratio, lr_factor,
+from scaleadvise.analysis.epsilon_laws import (SMALLEST_TESTED_EPS, GradientLaw, crossing_width, eps_ratio, lr_factor,
                                           v_underflow_width)
 
 

@@ -15,14 +15,21 @@ measurement, and report the per-layer exponents c(true) that would flatten the
 sweep (k = 0).
 """
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from scaleadvise.errors import UserError
 
-if TYPE_CHECKING:
-    from scaleadvise.analysis.fit import FitOptions
+
+class TheoryFlags(Protocol):
+    """What the theory comparison reads of fit's options (``analysis.fit.FitOptions``)."""
+
+    param: str | None
+    optim: str | None
+    setting: str | None
+    scale_by: str
+    target_width: float | None
 
 SETTINGS = ("global", "per-layer-full", "per-layer-none")
 ALIGNMENT_GRID = np.round(np.linspace(0.5, 1.0, 51), 4)  # alpha = u, steps of 0.01
@@ -128,7 +135,7 @@ def interpret(k: float | None, k_ci: tuple[float, float] | None, param_name: str
     return out
 
 
-def check_theory_flags(opts: "FitOptions") -> None:
+def check_theory_flags(opts: TheoryFlags) -> None:
     """--param, --optim and --target-width, before any work: a typo is an error even
     when the theory comparison is skipped for want of the other flags."""
     import math
@@ -144,7 +151,7 @@ def check_theory_flags(opts: "FitOptions") -> None:
         raise UserError(f"--target-width: must be a finite number >= 1, got {opts.target_width:g}")
 
 
-def interpretation_for(key: dict, opts: "FitOptions", k, ci) -> tuple[dict | None, str | None]:
+def interpretation_for(key: dict, opts: TheoryFlags, k, ci) -> tuple[dict | None, str | None]:
     """Theory comparison when param, optim and setting are known (flags, else the group key)."""
     if opts.scale_by == "depth":
         return None, None  # the theory's exponents are width exponents (depth: core/depth.py)

@@ -48,7 +48,8 @@ def _parse_thresholds(text: str) -> list[float]:
 
 def parse_grad_rms_flags(values: list[str], into: dict) -> dict:
     """Add ``--grad-rms LAYER=VALUE@WIDTH`` measurements to the samples per layer."""
-    from scaleadvise.analysis.epsilon import LayerSamples, layer_type_of
+    from scaleadvise.analysis.epsilon_data import LayerSamples
+    from scaleadvise.core.classify import layer_type_of
     from scaleadvise.errors import UserError
 
     for text in values:
@@ -286,7 +287,7 @@ def _plot(report: dict, samples: dict, path: Path) -> None:
     plt = pyplot()
     import numpy as np
 
-    from scaleadvise.analysis.epsilon import GradientLaw
+    from scaleadvise.analysis.epsilon_laws import GradientLaw
 
     eps, layers = report["eps"], report["layers"]
     power = 2 if report["eps_added_to"].startswith("v") else 1  # Adafactor: eps meets v = s², s = (eps/r)^(1/2)
