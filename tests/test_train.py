@@ -365,3 +365,34 @@ def test_out_holding_another_run_is_refused(tmp_path, capsys):
     err = _error(capsys, [*FAST, "--steps", "3", "--out", str(out), "--resume"], pres)
     assert "was started with --steps 2, not 3" in err
     assert (out / "metrics.csv").read_text() == before
+
+
+def test_tokens_per_s_is_measured_since_the_last_log_without_evaluation(tmp_path, monkeypatch):
+    """tokens_per_s of a logged step covers the training since the previous log only: a slow
+    evaluation must not depress the rates logged after it (it did when the rate was the
+    running average since step 1). A fake clock makes it exact: every read advances it by
+    one unit, every evaluation batch by 1000."""
+    import time as real_time
+    import types
+
+    clock = types.SimpleNamespace(t=0.0)
+
+    def perf_counter():
+        clock.t += 1.0
+        return clock.t
+
+    monkeypatch.setattr(T, "time", types.SimpleNamespace(perf_counter=perf_counter, time=real_time.time,
+                                                         sleep=real_time.sleep))
+    loss = T.F.cross_entropy
+
+    def slow_when_evaluating(*a, **k):
+        if not T.torch.is_grad_enabled():  # evaluation runs under no_grad
+            clock.t += 1000.0
+        return loss(*a, **k)
+
+    monkeypatch.setattr(T.F, "cross_entropy", slow_when_evaluating)
+    out = tmp_path / "r"
+    assert T.main([*FAST, "--steps", "24", "--eval-every", "8", "--grads-every", "0", "--align-every", "0",
+                   "--out", str(out)], prescription=tiny()) == 0
+    tps = {int(r["step"]): float(r["tokens_per_s"]) for r in rows(out / "metrics.csv")}
+    assert max(tps.values()) / min(tps[s] for s in range(2, 25)) < 3.0, tps  # no step pays for an evaluation

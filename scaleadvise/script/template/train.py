@@ -262,7 +262,7 @@ def train(args, pres: dict, t_start: float) -> int:
 
         if done % args.log_every == 0 or done in (1, steps, args.stop_at):
             train_loss = float(all_mean(loss, dist))  # waits for the device
-            per_step = (time.perf_counter() - last_t) / (done - last_step)
+            per_step, last_step = (time.perf_counter() - last_t) / (done - last_step), done  # since the last log
             tps, eta = tokens_per_step / per_step, (steps - done) * per_step
             eval_loss = evaluate() if done % args.eval_every == 0 or done in (steps, args.stop_at) else None
             mfu = tps * flops / (peak * dist.world) if peak else None
