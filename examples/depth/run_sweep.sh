@@ -13,8 +13,8 @@
 # script decays the LR to 0 (C.3; transfer.py to 10%), draws its own batches and held-out
 # batches, and makes each run in its own process.
 #
-#   bash examples/depth/run_sweep.sh                 # ~30 min on 2 CPU cores (168 runs)
-#   STEPS=600 TAG=h600 bash examples/depth/run_sweep.sh   # another horizon, results/depth_sweep_h600_*
+#   bash examples/depth/run_sweep.sh                 # ~11 min on 2 CPU cores (168 runs)
+#   STEPS=600 TAG=h600 PARAMS="none completep" bash examples/depth/run_sweep.sh   # results/depth_sweep_h600_*
 #
 # Writes results/depth_sweep${TAG:+_TAG}_sweeps.csv (every run, with a depth_param column),
 # _fit.json (`fit --json`) and _fit.png (`fit --plot`). A rerun skips finished runs (sweep's
