@@ -18,13 +18,14 @@
 #
 # Writes results/depth_sweep${TAG:+_TAG}_sweeps.csv (every run, with a depth_param column),
 # _fit.json (`fit --json`) and _fit.png (`fit --plot`). A rerun skips finished runs (sweep's
-# own resume); the runs live in work/ (not committed).
+# own resume), and one with more depths adds only the new runs; the runs live in work/ (not
+# committed). STEPS, SEEDS, DEPTHS, LRS, PARAMS, TAG and WORK (the sweep folder) can be set.
 set -euo pipefail
 cd "$(dirname "$0")"
 STEPS=${STEPS:-150}; SEEDS=${SEEDS:-0,1}; DEPTHS=${DEPTHS:-2,4,8,16}; LRS=${LRS:-2^-8:2^-2:1}
 PARAMS=${PARAMS:-none depth-mup completep}
 NAME=depth_sweep${TAG:+_$TAG}
-WORK=work/$NAME
+WORK=${WORK:-work/$NAME}  # the sweep folders; another TAG may reuse (and extend) a sweep's runs
 mkdir -p "$WORK" results
 python -m scaleadvise.corpus work/corpus.txt >/dev/null
 MODEL=(--param mup --optim adamw --width 32 --base-width 32 --depth 2 --head-dim 16 --context 32 --vocab 256
