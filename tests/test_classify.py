@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from scaleadvise.core.classify import LABELS, LAYER_TYPES, by_growth, by_name, layer_type_of
+from scaleadvise.core.classify import LABELS, LAYER_TYPES, by_growth, by_name
+from scaleadvise.core.model import layer_type_of
 from scaleadvise.core.model import expand, load_model
 from scaleadvise.errors import UserError
 
@@ -58,3 +59,13 @@ def test_layer_type_of_names_where_the_name_came_from():
     assert layer_type_of("blocks.0.mlp.up", "grads.csv: line 2") == "hidden"
     with pytest.raises(UserError, match=re.escape("grads.csv: line 7: unknown layer 'gizmo'")):
         layer_type_of("gizmo", "grads.csv: line 7")
+
+
+@pytest.mark.parametrize("name,layer", [
+    ("layers.3.attention.wq", "hidden"), ("layers.0.feed_forward.w2.weight", "hidden"), ("output", "readout"),
+    ("tok_embeddings", "embedding"), ("input", "embedding"), ("hidden.2", "hidden"), ("h.5.attn.c_attn", "hidden"),
+])
+def test_csv_names_of_the_shipped_presets_have_their_derived_types(name, layer):
+    """Names no rule knows (llama's wq/w2, the mlp's input/output) take the type their preset
+    derives from its shapes (the one classification, core/classify.by_growth)."""
+    assert layer_type_of(name, "grads.csv: line 2") == layer

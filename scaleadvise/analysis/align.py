@@ -295,7 +295,7 @@ def trajectories_from_frame(frame, source: str) -> list[Trajectory]:
     An empty (or NaN) alpha/omega/u cell is a step where the term is undefined and is
     skipped; an infinite one is an error.
     """
-    from scaleadvise.core.classify import layer_type_of
+    from scaleadvise.core.model import layer_type_of
 
     metrics = [m for m in METRICS if m in frame.columns]
     groups: dict[tuple[str, str, float], dict[float, list[float]]] = {}

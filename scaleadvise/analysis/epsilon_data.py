@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from scaleadvise.core.classify import layer_type_of
+from scaleadvise.core.model import layer_type_of
 from scaleadvise.errors import UserError
 
 

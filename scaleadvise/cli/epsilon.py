@@ -49,7 +49,7 @@ def _parse_thresholds(text: str) -> list[float]:
 def parse_grad_rms_flags(values: list[str], into: dict) -> dict:
     """Add ``--grad-rms LAYER=VALUE@WIDTH`` measurements to the samples per layer."""
     from scaleadvise.analysis.epsilon_data import LayerSamples
-    from scaleadvise.core.classify import layer_type_of
+    from scaleadvise.core.model import layer_type_of
     from scaleadvise.errors import UserError
 
     for text in values:

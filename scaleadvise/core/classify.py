@@ -17,7 +17,6 @@ the common model families (``tok_emb``, ``wte``, ``lm_head``, ``mlp``, ``attn``,
 
 from typing import Literal
 
-from scaleadvise.errors import UserError
 
 LayerType = Literal["embedding", "hidden", "readout"]
 LAYER_TYPES: tuple[LayerType, ...] = ("embedding", "hidden", "readout")
@@ -61,12 +60,3 @@ def by_name(name: str) -> LayerType | None:
         elif any(p == needle or p.startswith(needle) or p.endswith(needle) for p in parts):
             return layer
     return None
-
-
-def layer_type_of(name: str, where: str) -> LayerType:
-    """by_name, or a one-line error naming ``where`` the name came from."""
-    layer = by_name(name)
-    if layer is None:
-        raise UserError(f"{where}: unknown layer {name!r}; use a layer type (embedding, hidden, readout) or a "
-                        "tensor name such as embed.tokens, blocks.0.mlp.up, readout")
-    return layer

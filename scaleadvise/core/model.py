@@ -28,12 +28,13 @@ and ``bias`` are vectors (fan_in = 1).
 import ast
 import math
 import operator
-from functools import cached_property
+import re
+from functools import cache, cached_property
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from scaleadvise.core.classify import Label, TensorKind, by_growth
+from scaleadvise.core.classify import Label, LayerType, TensorKind, by_growth, by_name
 from scaleadvise.core.presets import preset_dir
 from scaleadvise.core.rule import fans, scale_dim
 from scaleadvise.errors import UserError
@@ -258,3 +259,31 @@ def hidden_chain(spec: ModelSpec, width: int) -> int:
     """Hidden layers on the model's longest path (module doc), at least 1."""
     n = eval_dim(spec.hidden_chain, spec.env(width))
     return _int_dim(n, "hidden_chain", spec.name, width)
+
+
+@cache
+def _preset_types() -> dict[str, Label]:
+    """The layer type each shipped preset derives for each of its tensors (blocks folded to
+    ``{i}``), at a width where every shape is an integer."""
+    out: dict[str, Label] = {}
+    for name in list_presets():
+        spec = load_model(name)
+        for t in expand(spec, spec.width):
+            out.setdefault(re.sub(r"\.\d+\.", ".{i}.", t.name), t.layer_type)
+    return out
+
+
+def layer_type_of(name: str, where: str) -> LayerType:
+    """The layer type of a tensor name in a CSV (or of a layer-type name): the name rules of
+    ``core.classify.by_name``, else what the shipped presets derive for that tensor (llama's
+    ``layers.3.attention.wq``, the mlp's ``input``); a one-line error naming ``where`` otherwise."""
+    layer = by_name(name)
+    if layer is None:
+        key = name.strip()
+        key = key[: -len(".weight")] if key.endswith(".weight") else key
+        found = _preset_types().get(re.sub(r"\.\d+\.", ".{i}.", key))
+        layer = found if found in ("embedding", "hidden", "readout") else None
+    if layer is None:
+        raise UserError(f"{where}: unknown layer {name!r}; use a layer type (embedding, hidden, readout) or a "
+                        "tensor name such as embed.tokens, blocks.0.mlp.up, readout")
+    return layer  # type: ignore[return-value]
