@@ -21,7 +21,7 @@ def test_presets_resolve_through_the_import_system():
     from scaleadvise.core.model import list_presets
     from scaleadvise.core.presets import preset_dir
 
-    assert preset_dir("models").resolve() == (ROOT / "presets" / "models").resolve() or \
-        preset_dir("models").parent.name == "presets"
+    # an editable install (the tests' setup) resolves to the top-level folder itself
+    assert preset_dir("models").resolve() == (ROOT / "presets" / "models").resolve()
     assert {"nanodo", "gpt2", "llama", "mlp"} <= set(list_presets())
     assert "paper" in list_constant_sets()
