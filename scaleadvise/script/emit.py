@@ -12,12 +12,15 @@ The emitted file reads top to bottom like nanoGPT's train.py + model.py:
    when the prescription chose AdamAtan2 or AdamPS, and the template's data, dist, probes
    and train modules.
 
-No code is generated from strings. Three edits are made to the copied sources, all on
-their syntax tree: their imports move to the top (those of each other inside the package
-go: the names are then defined in the same file); a branch ``if optimizer == "x":`` (or
-``in (...)``) for an optimizer other than the prescription's is dropped; and a top-level
+No code is generated from strings. The copied sources are edited on their syntax tree
+only: their imports move to the top (those of each other inside the package go: the names
+are then defined in the same file); a branch ``if optimizer == "x":`` (or ``in (...)``) for
+an optimizer other than the prescription's is dropped, and so is a branch ``if "depth" in
+pres:`` (or ``"weight_decay"``) for a part the prescription does not have; a top-level
 definition that nothing kept refers to is dropped (so only the chosen optimizer's code
-ships). :func:`check_bundle` refuses a bundle that would not run standalone.
+ships); and the docstrings are cut to their first paragraph (the module's becomes the
+section's title line), one blank line between definitions. The code that runs is the code
+the tests import. :func:`check_bundle` refuses a bundle that would not run standalone.
 """
 
 import ast
@@ -66,11 +69,18 @@ def _defined(node: ast.stmt) -> set[str]:
     return set()
 
 
-def _other_optimizer(node: ast.AST, chosen: str) -> bool:
-    """`if optimizer == "x":` / `if optimizer in ("x", "y"):` naming only other optimizers."""
+OPTIONAL = ("depth", "weight_decay")  # parts of a prescription the script's code branches on
+
+
+def _dropped_branch(node: ast.AST, chosen: str, parts: frozenset) -> bool:
+    """`if optimizer == "x":` / `if optimizer in ("x", "y"):` naming only other optimizers,
+    or `if "depth" in pres:` for an optional part the prescription does not have."""
     if not (isinstance(node, ast.If) and not node.orelse and isinstance(node.test, ast.Compare)):
         return False
     t = node.test
+    if (isinstance(t.left, ast.Constant) and t.left.value in OPTIONAL and isinstance(t.ops[0], ast.In)
+            and len(t.ops) == 1 and isinstance(t.comparators[0], ast.Name) and t.comparators[0].id == "pres"):
+        return t.left.value not in parts
     if not (isinstance(t.left, ast.Name) and t.left.id == "optimizer" and len(t.ops) == 1
             and isinstance(t.ops[0], (ast.Eq, ast.In))):
         return False
@@ -80,15 +90,17 @@ def _other_optimizer(node: ast.AST, chosen: str) -> bool:
     return len(names) == len(items) and set(names) <= set(OPTIMIZERS) and chosen not in names
 
 
-def prune(parts: list[tuple[str, str]], optimizer: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """The sources without their imports, the other optimizers' branches and the top-level
-    definitions nothing kept refers to; and the imports they need (package-internal ones
-    dropped). A module left with no definition goes entirely."""
+def prune(parts: list[tuple[str, str]], optimizer: str,
+          optional: frozenset = frozenset(OPTIONAL)) -> tuple[list[tuple[str, str]], list[str]]:
+    """The sources without their imports, the branches of other optimizers and of the
+    optional parts not in `optional`, and the top-level definitions nothing kept refers
+    to; and the imports they need (package-internal ones dropped). A module left with no
+    definition goes entirely."""
     imports: dict[str, list[str]] = {}
     trees = []
     for where, source in parts:
         tree = ast.parse(source, filename=where)
-        spans = [_lines(n) for n in ast.walk(tree) if _other_optimizer(n, optimizer)]
+        spans = [_lines(n) for n in ast.walk(tree) if _dropped_branch(n, optimizer, optional)]
         for node in tree.body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 spans.append(_lines(node))
@@ -122,6 +134,33 @@ def prune(parts: list[tuple[str, str]], optimizer: str) -> tuple[list[tuple[str,
             out.append((where, _drop(source, [_lines(n) for n in body if id(n) not in kept])))
             needed += imports.get(where, [])
     return out, needed
+
+
+def shorten(source: str) -> tuple[str, str]:
+    """(the source without its module docstring, with each function's and class's docstring cut
+    to its first paragraph and at most one blank line in a row; the module docstring's first
+    line). The full text stays in the package, where the tests import it."""
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    title, spans = "", []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \
+                or ast.get_docstring(node) is None:
+            continue
+        doc = node.body[0]
+        if isinstance(node, ast.Module):
+            title = ast.get_docstring(node).split("\n")[0]
+            spans.append((doc.lineno, doc.end_lineno, None))
+            continue
+        text = lines[doc.lineno - 1: doc.end_lineno]
+        blank = next((i for i, line in enumerate(text) if i and not line.strip()), None)
+        if blank is not None:  # keep up to the paragraph break, closed on its last line
+            spans.append((doc.lineno, doc.end_lineno, text[: blank - 1] + [text[blank - 1].rstrip("\n") + '"""\n']))
+    for first, last, keep in sorted(spans, reverse=True):
+        lines[first - 1: last] = keep or []
+    # One blank line before a top-level statement, none inside a definition (nanoGPT's density).
+    text = re.sub(r"\n(?:[ \t]*\n)+(?=[ \t])", "\n", "".join(lines))
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n", title
 
 
 def hoist(imports: list[str]) -> str:
@@ -344,13 +383,13 @@ def emit_script(doc: dict, command: str, depth_free: bool = False) -> str:
     """The whole emitted file as text, from a ``prescribe --json`` document."""
     pres = script_prescription(doc, depth_free)
     parts = [(str(p.relative_to(PACKAGE.parent)), p.read_text()) for p in BUNDLE]
-    parts, imports = prune(parts, pres["optimizer"])
+    parts, imports = prune(parts, pres["optimizer"], frozenset(k for k in OPTIONAL if k in pres))
     check_bundle(parts)
     out = [header(pres, doc, command), hoist(imports), data_block(pres, doc)]
-    for where, source in parts:  # the edits leave runs of blank lines where imports were: two at most
-        source = re.sub(r"\n{4,}", "\n\n\n", source.strip("\n"))
-        out.append(f"\n# {'-' * 20} {where} (verbatim; imports above) {'-' * max(2, 48 - len(where))}\n{source}\n")
-    text = "\n\n".join(out)
+    for where, source in parts:
+        source, title = shorten(source)
+        out.append(f"# {'-' * 4} {where} (as tested): {title}\n{source}")
+    text = "\n".join(out)
     ast.parse(text)  # one syntax check of the whole file
     return text
 

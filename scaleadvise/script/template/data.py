@@ -1,6 +1,7 @@
-"""Data: a token memmap (.bin, nanoGPT's layout), bytes of a text file (.txt), or a synthetic
-stream. Batches sit at random offsets, but batch k's offsets depend only on (seed, k): the
-data position is one integer, a resumed run sees the batches it would have seen, and
+"""Data: a token memmap (.bin, nanoGPT's layout), the bytes of a .txt, or a synthetic stream.
+
+Batches sit at random offsets, but batch k's offsets depend only on (seed, k): the data
+position is one integer, a resumed run sees the batches it would have seen, and
 data-parallel ranks slice one global batch (a DDP run trains on a single process's tokens).
 """
 
@@ -28,9 +29,9 @@ def _open_bin(path: str, vocab: int, dtype_flag: str) -> np.ndarray:
         raise BadInput(f"--data {path}: {size} bytes is not a whole, non-zero number of {dtype.name} tokens; "
                        "set --data-dtype uint16|uint32")
     tokens = np.memmap(path, dtype=dtype, mode="r")
-    top = int(tokens[: 1 << 20].max())
-    if top >= vocab:
-        raise BadInput(f"--data {path}: token id {top} >= vocab {vocab}; wrong --data-dtype or --vocab?")
+    if int(tokens[: 1 << 20].max()) >= vocab:
+        raise BadInput(f"--data {path}: token id {int(tokens[: 1 << 20].max())} >= vocab {vocab}; "
+                       "wrong --data-dtype or --vocab?")
     return tokens
 
 
@@ -53,15 +54,12 @@ def load_tokens(path: str | None, vocab: int, context: int, dtype_flag: str = "a
                 tokens = np.frombuffer(f.read(), dtype=np.uint8)
         else:
             tokens = _open_bin(path, vocab, dtype_flag)
-        held = _open_bin(val, vocab, dtype_flag) if os.path.basename(path) == "train.bin" and os.path.isfile(val) \
-            else None
+        paired = os.path.basename(path) == "train.bin" and os.path.isfile(val)
+        held = _open_bin(val, vocab, dtype_flag) if paired else None
     except OSError as e:
         raise BadInput(f"--data {e.filename or path}: {e.strerror}") from None
-    if held is not None:
-        train, where = tokens, val
-    else:
-        cut = len(tokens) - max(len(tokens) // 20, context + 1)
-        train, held, where = tokens[:cut], tokens[cut:], "its last 5%"
+    cut = len(tokens) - max(len(tokens) // 20, context + 1)
+    train, held, where = (tokens, held, val) if paired else (tokens[:cut], tokens[cut:], "its last 5%")
     if min(len(train), len(held)) < context + 1:
         raise BadInput(f"--data {path}: {len(tokens)} tokens is too small for --context {context}: "
                        f"each split needs at least {context + 1}")
@@ -86,11 +84,9 @@ class Batches:
                  seed: int, device: torch.device):
         self.tokens, self.context, self.global_batch, self.seed, self.device = tokens, context, global_batch, seed, device
         self.local = global_batch // world
-        self.lo = rank * self.local
-        self.position = 0  # global batches consumed: what a checkpoint saves
+        self.lo, self.position = rank * self.local, 0  # position: global batches consumed (a checkpoint saves it)
         self.pin = device.type == "cuda"
-        self._pool = concurrent.futures.ThreadPoolExecutor(1) if self.pin else None
-        self._pending: dict = {}
+        self._pool, self._pending = concurrent.futures.ThreadPoolExecutor(1) if self.pin else None, {}
 
     def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         offsets = batch_offsets(len(self.tokens), self.context, self.global_batch, self.seed, index)
@@ -112,8 +108,7 @@ class Batches:
 def eval_batches(tokens: np.ndarray, context: int, global_batch: int, n: int, rank: int, world: int,
                  device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The held-out batches of every evaluation: the same for every seed, so seeds differ by training only."""
-    local, out = global_batch // world, []
-    for i in range(n):
-        offsets = batch_offsets(len(tokens), context, global_batch, 1_000_003, i)[rank * local: (rank + 1) * local]
-        out.append(tuple(t.to(device) for t in gather_batch(tokens, offsets, context)))
-    return out
+    local = global_batch // world
+    offsets = (batch_offsets(len(tokens), context, global_batch, 1_000_003, i)[rank * local: (rank + 1) * local]
+               for i in range(n))
+    return [tuple(t.to(device) for t in gather_batch(tokens, o, context)) for o in offsets]

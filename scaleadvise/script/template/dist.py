@@ -1,7 +1,7 @@
 """Devices, data parallelism under torchrun (DDP, FSDP2) and atomic checkpoints."""
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.distributed as tdist
@@ -13,8 +13,7 @@ PEAK_TFLOPS = (("H100 PCIe", 756.0, 378.0), ("H100", 989.0, 494.7), ("H200", 989
                ("GH200", 989.0, 494.7), ("A100", 312.0, 156.0), ("L40S", 362.0, 183.0), ("A10G", 70.0, 35.0))
 
 
-@dataclass
-class Dist:
+class Dist(NamedTuple):
     mode: str  # "none", "ddp", "fsdp"
     rank: int
     world: int
@@ -28,8 +27,7 @@ class Dist:
 
 def setup_distributed(mode: str, device_flag: str) -> Dist:
     """The device, and the torchrun process group (NCCL on CUDA, gloo on CPU)."""
-    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world, rank, local_rank = (int(os.environ.get(k, d)) for k, d in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0)))
     if mode != "none" and "RANK" not in os.environ:
         raise BadInput(f"--distributed {mode}: start the script with torchrun --nproc_per_node N train.py ...")
     flag = ("cuda" if torch.cuda.is_available() else "cpu") if device_flag == "auto" else device_flag
@@ -55,16 +53,13 @@ def wrap_model(model: torch.nn.Module, dist: Dist, compile_model: bool) -> torch
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         cuda = dist.device.type == "cuda"  # bf16 compute, fp32 gradient reduction
-        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if cuda \
-            else MixedPrecisionPolicy()
-        for block in model.blocks:
-            fully_shard(block, mp_policy=policy)
-        fully_shard(model, mp_policy=policy)
-    if compile_model:
-        model = torch.compile(model)
+        policy = MixedPrecisionPolicy(torch.bfloat16, torch.float32) if cuda else MixedPrecisionPolicy()
+        for module in (*model.blocks, model):
+            fully_shard(module, mp_policy=policy)
+    model = torch.compile(model) if compile_model else model
     if dist.mode == "ddp":
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+        cuda = dist.device.type == "cuda"
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.device.index] if cuda else None)
     return model
 
 
@@ -82,8 +77,7 @@ def all_sum(value: torch.Tensor, dist: Dist) -> torch.Tensor:
     return value
 
 
-def local_tensor(t: torch.Tensor) -> torch.Tensor:
-    """The local shard of an FSDP DTensor (or the tensor itself)."""
+def local_tensor(t: torch.Tensor) -> torch.Tensor:  # the local shard of an FSDP DTensor (or the tensor itself)
     return t.to_local() if hasattr(t, "to_local") else t
 
 
@@ -105,8 +99,8 @@ def save_checkpoint(path: str, model: torch.nn.Module, opt: torch.optim.Optimize
     a temporary file a kill left)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
-    model_sd, optim_sd = get_state_dict(model, opt, options=StateDictOptions(
-        full_state_dict=True, cpu_offload=dist.mode == "fsdp"))
+    options = StateDictOptions(full_state_dict=True, cpu_offload=dist.mode == "fsdp")
+    model_sd, optim_sd = get_state_dict(model, opt, options=options)
     if dist.main:
         try:
             torch.save({"model": model_sd, "optim": optim_sd, **extra}, path + ".tmp")

@@ -1,7 +1,9 @@
-"""The model: NanoDO (paper C.1), a decoder-only Transformer with learned positions, pre-LN
-with a scale and no bias, GeLU, untied embedding and readout, no biases, no dropout. Each
-parameter is the `weight` of a layer with a forward multiplier n_t^-a (`mult`, a float that
-torch.compile folds; 1 costs nothing); tensor names drop `.weight` (blocks.0.attn.q, readout).
+"""The model: NanoDO (paper C.1) and the rule's values for each of its tensors.
+
+A decoder-only Transformer with learned positions, pre-LN with a scale and no bias, GeLU,
+untied embedding and readout, no biases, no dropout. Each parameter is the `weight` of a
+layer with a forward multiplier n_t^-a (`mult`, a Python float that torch.compile folds; 1
+costs nothing); tensor names drop `.weight` (blocks.0.attn.q, readout).
 """
 
 import re
@@ -16,39 +18,33 @@ from scaleadvise.script.template.config import BadInput
 from scaleadvise.torch.apply import apply_values
 
 
-class Dense(nn.Module):
-    """Linear, no bias, weight [fan_out, fan_in]. The multiplier scales the weight (smaller than
-    the activations at any useful batch; under FSDP the gathered one)."""
+class Scaled(nn.Module):
+    """A layer computing with mult * weight (§2.1); apply.set_multiplier sets `mult`."""
 
     mult = 1.0
 
+    def __init__(self, *shape: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(*shape))  # the rule initializes it (apply_values)
+
+    def w(self) -> torch.Tensor:  # under FSDP the gathered weight: scaling it is smaller than scaling activations
+        return self.weight if self.mult == 1.0 else self.weight * self.mult
+
+
+class Dense(Scaled):  # Linear without bias, weight [fan_out, fan_in]
     def __init__(self, fan_in: int, fan_out: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(fan_out, fan_in))
+        super().__init__(fan_out, fan_in)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight if self.mult == 1.0 else self.weight * self.mult)
+        return F.linear(x, self.w())
 
 
-class ScaleNorm(nn.Module):  # LayerNorm with a learned scale, no bias (C.1)
-    mult = 1.0
-
-    def __init__(self, width: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(width))
-
+class ScaleNorm(Scaled):  # LayerNorm with a learned scale and no bias (C.1)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight if self.mult == 1.0 else self.weight * self.mult
-        return F.layer_norm(x, (x.shape[-1],), w, None, 1e-6)
+        return F.layer_norm(x, (x.shape[-1],), self.w(), None, 1e-6)
 
 
-class Table(nn.Module):  # an embedding table [rows, width]; the multiplier scales the rows looked up
-    mult = 1.0
-
-    def __init__(self, rows: int, width: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(rows, width))
-
+class Table(Scaled):  # an embedding table [rows, width]; the multiplier scales the rows looked up
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         x = F.embedding(idx, self.weight)
         return x if self.mult == 1.0 else x * self.mult
@@ -88,7 +84,7 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    res_mult = 1.0  # the residual multiplier (L/L0)^-alpha of a depth parameterization (core/depth.py)
+    res_mult = 1.0  # each residual branch's output x (L/L0)^-alpha under a depth parameterization (core/depth.py)
 
     def __init__(self, width: int, heads: int, ffn: int, attention_scale: str):
         super().__init__()
@@ -96,11 +92,9 @@ class Block(nn.Module):
         self.mlp_norm, self.mlp = ScaleNorm(width), MLP(width, ffn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.res_mult == 1.0:
-            x = x + self.attn(self.attn_norm(x))
-            return x + self.mlp(self.mlp_norm(x))
-        x = x + self.res_mult * self.attn(self.attn_norm(x))
-        return x + self.res_mult * self.mlp(self.mlp_norm(x))
+        r = self.res_mult
+        x = x + (self.attn(self.attn_norm(x)) if r == 1.0 else r * self.attn(self.attn_norm(x)))
+        return x + (self.mlp(self.mlp_norm(x)) if r == 1.0 else r * self.mlp(self.mlp_norm(x)))
 
 
 class NanoDO(nn.Module):
@@ -109,24 +103,23 @@ class NanoDO(nn.Module):
         super().__init__()
         self.embed = Embed(vocab, context, width)
         self.blocks = nn.ModuleList(Block(width, heads, ffn, attention_scale) for _ in range(depth))
-        self.final_norm = ScaleNorm(width)
-        self.readout = Dense(width, vocab)
+        self.final_norm, self.readout = ScaleNorm(width), Dense(width, vocab)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:  # tokens [batch, time] -> logits [batch, time, vocab]
         x = self.embed(idx)
         for block in self.blocks:
             x = block(x)
-        return self.readout(self.final_norm(x))  # logits [batch, time, vocab]
+        return self.readout(self.final_norm(x))
 
 
 def model_size(pres: dict, width=None, depth=None, context=None, vocab=None) -> dict:
-    """NanoDO's arguments: the prescription's size or the overrides it allows. The heads grow
-    with the width (C.1), so the head dim must divide it; the depth may change where the
-    exponents do not depend on it (they do for a hidden omega > 1/2, Table 2); the context and
-    the vocabulary enter no exponent."""
+    """NanoDO's arguments: the prescription's size, or the overrides it allows.
+
+    The heads grow with the width (C.1), so the head dim must divide it; the depth may change
+    where the exponents do not depend on it (they do for a hidden omega > 1/2, Table 2); the
+    context and the vocabulary enter no exponent."""
     m = pres["model"]
-    size = {"width": width or m["width"], "depth": depth or m["depth"], "context": context or m["context"],
-            "vocab": vocab or m["vocab"]}
+    size = {k: v or m[k] for k, v in (("width", width), ("depth", depth), ("context", context), ("vocab", vocab))}
     for key, flag in zip(size, (width, depth, context, vocab)):
         if flag is not None and flag < 1:
             raise BadInput(f"--{key} {flag}: must be a positive integer")
@@ -143,17 +136,15 @@ def model_size(pres: dict, width=None, depth=None, context=None, vocab=None) -> 
 
 def tensor_name(param_name: str) -> str:
     """A parameter's tensor name: without `.weight` and the wrappers of DDP, FSDP, torch.compile."""
-    for prefix in ("_orig_mod.", "module."):
-        param_name = param_name.replace(prefix, "")
-    return param_name[: -len(".weight")] if param_name.endswith(".weight") else param_name
+    name = param_name.replace("_orig_mod.", "").replace("module.", "")
+    return name[: -len(".weight")] if name.endswith(".weight") else name
 
 
 def tensor_values(pres: dict, name: str, shape, width: int, base_lr: float, depth=None) -> dict:
-    """One tensor's numbers at `width` (and `depth`): the rule (above) on the prescription's data.
+    """One tensor's numbers at `width` (and `depth`): the rule (core/rule.py) on the prescription's data.
     `decay`: the fraction the script shrinks it by per step at the peak LR (weight decay)."""
     layer_type, kind, init, sigma, *branch = pres["tensors"][re.sub(r"^blocks\.\d+\.", "blocks.*.", name)]
-    L = pres["layers"][layer_type]
-    n_t = scale_dim(layer_type, *fans(kind, shape))
+    L, n_t = pres["layers"][layer_type], scale_dim(layer_type, *fans(kind, shape))
     lr = learning_rate(base_lr, L["gamma"], L["c"], width, pres["base_width"])
     eps = epsilon(pres["base_eps"], L["e"], width, pres["base_width"])
     if "depth" in pres:  # core/depth.py: the factors of the tensor's position at the depth trained
@@ -163,9 +154,10 @@ def tensor_values(pres: dict, name: str, shape, width: int, base_lr: float, dept
         eps = None if eps is None else eps * depth_factor(x["eps"], depth, L0)
     out = {"layer_type": layer_type, "init": init, "init_std": init_std(sigma, L["b"], n_t),
            "multiplier": multiplier(L["a"], n_t), "scale_dim": n_t, "lr": lr, "eps": eps}
-    wd = pres.get("weight_decay")
-    if wd and (kind in ("linear", "embedding") or wd["vectors"]):  # core/weight_decay.py
-        out["decay"] = decay_per_step(weight_decay(wd["lambda"], lr, wd["convention"]), lr, wd["convention"])
+    if "weight_decay" in pres:  # core/weight_decay.py
+        wd = pres["weight_decay"]
+        if kind in ("linear", "embedding") or wd["vectors"]:
+            out["decay"] = decay_per_step(weight_decay(wd["lambda"], lr, wd["convention"]), lr, wd["convention"])
     return out
 
 

@@ -1,4 +1,5 @@
-"""Probes: what the analysis commands read. Column names are the contracts of docs/CONTRACTS.md:
+"""Probes: the CSVs the analysis commands read (columns: docs/CONTRACTS.md).
+
 `scaleadvise epsilon` reads grads.csv, `scaleadvise align` reads alignment.csv.
 """
 
@@ -17,42 +18,31 @@ GRADS_COLUMNS = ("width", "layer", "step", "grad_rms", "sqrt_v_rms", "seed", "de
 ALIGNMENT_COLUMNS = ("width", "layer", "step", "log_alignment", "alpha", "omega", "u")
 
 
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else repr(value))
-    return str(value)
-
-
 class CsvLog:
-    """Append-only CSV with a fixed header; each row is flushed as it is written so
-    a killed run keeps what it measured."""
+    """Append-only CSV with a fixed header, each row flushed as written: a killed run keeps what it measured."""
 
     def __init__(self, path: str, columns: tuple[str, ...], enabled: bool = True):
         self.path, self.columns, self.enabled = path, columns, enabled
 
+    def _lines(self, rows: list[dict]) -> str:  # floats exact (repr); None empty
+        cell = lambda v: "" if v is None else repr(v) if isinstance(v, float) else str(v)  # noqa: E731
+        return "".join(",".join(cell(r.get(c)) for c in self.columns) + "\n" for r in rows)
+
     def write(self, rows: list[dict]) -> None:
-        if not self.enabled or not rows:
-            return
-        new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
-        with open(self.path, "a", newline="") as f:
-            if new:
-                f.write(",".join(self.columns) + "\n")
-            f.write("".join(",".join(_cell(r.get(c)) for c in self.columns) + "\n" for r in rows))
+        if self.enabled and rows:
+            new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+            with open(self.path, "a", newline="") as f:
+                f.write((",".join(self.columns) + "\n" if new else "") + self._lines(rows))
 
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after `step` (a resumed run logs them again)."""
-        if not self.enabled or not os.path.exists(self.path):
-            return
-        with open(self.path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        keep = [r for r in rows if r.get("step", "") == "" or int(float(r["step"])) <= step]
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", newline="") as f:
-            f.write(",".join(self.columns) + "\n")
-            f.write("".join(",".join(r.get(c, "") for c in self.columns) + "\n" for r in keep))
-        os.replace(tmp, self.path)
+        if self.enabled and os.path.exists(self.path):
+            with open(self.path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if r.get("step", "") == "" or int(float(r["step"])) <= step]
+            with open(self.path + ".tmp", "w", newline="") as f:
+                f.write(",".join(self.columns) + "\n" + "".join(",".join(r.get(c) or "" for c in self.columns)
+                                                               + "\n" for r in rows))
+            os.replace(self.path + ".tmp", self.path)
 
 
 @torch.no_grad()
@@ -95,64 +85,42 @@ def gradient_scales(model: torch.nn.Module, opt: torch.optim.Optimizer, dist: Di
     for name, p in model.named_parameters():
         if p.grad is None:
             continue
-        group = group_of.get(id(p), {})
-        grad = local_tensor(p.grad).float()
-        state = opt.state.get(p, {})
-        v, m = state.get("exp_avg_sq"), state.get("exp_avg")
+        group, state, grad = group_of.get(id(p), {}), opt.state.get(p, {}), local_tensor(p.grad).float()
+        v, m, eps = state.get("exp_avg_sq"), state.get("exp_avg"), group.get("eps")
         nan = torch.full((), float("nan"), dtype=torch.float64, device=grad.device)
-        row = [grad.square().sum(dtype=torch.float64), nan, nan, nan, torch.zeros_like(nan)]
-        eps = group.get("eps")
+        row = [grad.square().sum(dtype=torch.float64), nan, nan, nan, torch.zeros_like(nan)]  # g2, v, kept, lost, w2
         if v is not None and v.shape == p.shape:  # factored second moments have another shape
-            beta1, beta2 = group.get("betas", (0.0, 0.0))
-            step = float(state["step"]) if "step" in state else 1.0
-            sqrt_v_hat = local_tensor(v).float().sqrt() / math.sqrt(1.0 - beta2**step)
-            row[1] = sqrt_v_hat.square().sum(dtype=torch.float64)
+            (beta1, beta2), t = group.get("betas", (0.0, 0.0)), float(state.get("step", 1.0))
+            s = local_tensor(v).float().sqrt() / math.sqrt(1.0 - beta2**t)  # sqrt(v_hat)
+            row[1] = s.square().sum(dtype=torch.float64)
             if m is not None and eps is not None:
-                # g·m_hat/sqrt(v_hat) split into what eps keeps, sqrt(v_hat)/(sqrt(v_hat)+eps), and what it
-                # takes, eps/(sqrt(v_hat)+eps), each computed directly (no 1 - x cancellation, no
-                # overflow where sqrt(v_hat) is tiny: |m_hat|/sqrt(v_hat) stays O(1)).
-                m_hat = local_tensor(m).float() / (1.0 - beta1**step)
-                alive = sqrt_v_hat > 0
-                g_m_over_s = torch.where(alive, grad * m_hat / torch.where(alive, sqrt_v_hat, 1.0), 0.0)
-                row[2] = (g_m_over_s * (sqrt_v_hat / (sqrt_v_hat + eps))).sum(dtype=torch.float64)
-                row[3] = (g_m_over_s * (eps / (sqrt_v_hat + eps))).sum(dtype=torch.float64)
+                # g m_hat / s split into what eps keeps, s / (s + eps), and what it takes, eps / (s + eps), each
+                # computed directly: no 1 - x cancellation, no overflow where s is tiny (|m_hat| / s stays O(1)).
+                alive = s > 0
+                gms = torch.where(alive, grad * local_tensor(m).float() / (1.0 - beta1**t) / torch.where(alive, s, 1.0), 0)
+                row[2], row[3] = ((gms * (x / (s + eps))).sum(dtype=torch.float64) for x in (s, eps))
                 if "min_param_rms" in group:
                     row[4] = local_tensor(p.detach()).float().square().sum(dtype=torch.float64)
         names.append((tensor_name(name), p.numel(), group, eps))
         sums.append(torch.stack(row))
-    totals = all_sum(torch.stack(sums), dist).cpu().tolist() if sums else []
     out = []
-    for (n, numel, group, eps), (g2, v, with_eps, lost, w2) in zip(names, totals):
-        r = {"layer": n, "grad_rms": math.sqrt(g2 / numel), "decrease": None, "decrease_no_eps": None, "eps": eps,
-             "sqrt_v_rms": math.sqrt(v / numel) if math.isfinite(v) else None}
-        if math.isfinite(with_eps):
-            scale = float(group["lr"])
-            if "min_param_rms" in group:
-                scale *= max(group["min_param_rms"], math.sqrt(w2 / numel))
-            r["decrease"], r["decrease_no_eps"] = scale * with_eps, scale * (with_eps + lost)
-        out.append(r)
+    for (n, numel, group, eps), (g2, v, kept, lost, w2) in zip(names, all_sum(torch.stack(sums), dist).cpu().tolist()
+                                                                if sums else []):
+        scale = float(group["lr"]) * (max(group["min_param_rms"], math.sqrt(w2 / numel)) if "min_param_rms" in group
+                                      else 1.0)
+        out.append({"layer": n, "grad_rms": math.sqrt(g2 / numel), "eps": eps,
+                    "sqrt_v_rms": math.sqrt(v / numel) if math.isfinite(v) else None,
+                    "decrease": scale * kept if math.isfinite(kept) else None,
+                    "decrease_no_eps": scale * (kept + lost) if math.isfinite(kept) else None})
     return out
 
-
-# --------------------------------------------------------------------------- alignment
-#
-# Everett et al. 2024. A dense layer l computes z_l = n^-a_l W_l z_{l-1}. From step t on,
-# with W_l = W_0 + ΔW and z_{l-1} = z_0 + Δz, it is the sum of four products (§3.3, B.11):
-#     W_0 z_0   (no alignment: random init, independent of the data)
-#     ΔW z_0    alpha   (the update against the data; Definition B.6)
-#     W_0 Δz    omega   (the init against the change of the input)
-#     ΔW Δz     u
-# Table 2's stability constraints use exactly these three exponents. The paper's log
-# alignment ratio A (Definition 3.1) measures the *whole* W_t against the *whole* z_t;
-# while ||ΔW|| << ||W_0|| it stays near 1/2 even when ΔW is fully aligned (alpha = 1),
-# so it is logged beside them (for comparison with Figure 2), never instead of them.
 
 PROBE_SEQUENCES = 8  # sequences of the fixed held-out probe batch (bounds z_0's memory)
 _CHUNK = 1024  # tokens per matmul inside the probe (bounds its transient memory)
 
 
 def log_ratio(sxy: float, sx: float, sy: float, fan_in: int) -> float | None:
-    """log_fan-in ||X y||_RMS / (||X||_RMS ||y||_RMS) from Frobenius sums of squares.
+    """log_fan-in ||X y||_RMS / (||X||_RMS ||y||_RMS) from sums of squares: 1/2 independent, 1 aligned; None undefined.
 
     X is [fan_out, fan_in], y holds T tokens [T, fan_in]; the RMS norms are
     sqrt(sxy / (T fan_out)), sqrt(sx / (fan_out fan_in)) and sqrt(sy / (T fan_in)), so the
@@ -167,42 +135,41 @@ def log_ratio(sxy: float, sx: float, sy: float, fan_in: int) -> float | None:
     return 1.0 + 0.5 * math.log(sxy / (sx * sy)) / math.log(fan_in)
 
 
-def _sq(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """||x w^T||_F^2 (float64) for tokens x [T, fan_in] and weight rows w [rows, fan_in]."""
-    total = torch.zeros((), dtype=torch.float64, device=w.device)
-    for i in range(0, x.shape[0], _CHUNK):
-        total += (x[i:i + _CHUNK].float() @ w.T).square().sum().double()
-    return total
-
-
-def _norm2(x: torch.Tensor) -> torch.Tensor:
-    return x.float().square().sum().double()
+def _sq(x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+    """||x w^T||_F^2 in float64 for tokens x [T, fan_in] and weight rows w [rows, fan_in]; ||x||_F^2 without w."""
+    if w is None:
+        return x.float().square().sum().double()
+    return sum((x[i:i + _CHUNK].float() @ w.T).square().sum().double() for i in range(0, x.shape[0], _CHUNK))
 
 
 def _run_dense(model: torch.nn.Module, batch: torch.Tensor, autocast, fn) -> None:
-    """Forward `batch` through the uncompiled `model` in eval mode, no grad, calling
-    fn(name, z) with every Dense layer's input z [tokens, fan_in]. Hooks on the plain
-    module leave the compiled training graph untouched; they are removed afterwards."""
-    hooks = []
-    for name, module in model.named_modules():
-        if isinstance(module, Dense):
-            hooks.append(module.register_forward_hook(
-                lambda _m, inputs, _out, name=tensor_name(name): fn(name, inputs[0])))
+    """Forward `batch` through the plain `model` in eval mode, calling fn(name, z) with each Dense input z [..., fan_in].
+
+    Hooks on the plain module leave the compiled training graph untouched; they are
+    removed afterwards."""
+    hooks = [m.register_forward_hook(lambda _m, i, _o, n=tensor_name(name): fn(n, i[0]))
+             for name, m in model.named_modules() if isinstance(m, Dense)]
     was_training = model.training
-    model.eval()
     try:
         with torch.no_grad(), autocast():
-            model(batch)
+            model.eval()(batch)
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
-        if hasattr(model, "reshard"):  # FSDP2 keeps the root gathered after a forward; give back the shards,
-            model.reshard()  # so that named_parameters() is again what the optimizer and checkpoints hold
+        if hasattr(model, "reshard"):  # FSDP2 keeps the root gathered after a forward: give the shards back, so
+            model.reshard()  # named_parameters() is again what the optimizer and the checkpoints hold
 
 
 class AlignmentProbe:
-    """alpha, omega, u (B.11) and A (Definition 3.1) of every dense layer, every K steps.
+    """alpha, omega, u (B.11) and A (Definition 3.1) of every dense layer, against W_0, z_0 of step 0.
+
+    A dense layer computes z_l = n^-a_l W_l z_{l-1}; with W_l = W_0 + ΔW and z_{l-1} = z_0 + Δz
+    it is the sum of W_0 z_0 (random init against the data: no alignment), ΔW z_0 (alpha, the
+    update against the data, Definition B.6), W_0 Δz (omega) and ΔW Δz (u) (§3.3, B.11):
+    Table 2's stability constraints use exactly these three exponents. The paper's A measures
+    the whole W_t against the whole z_t; while ||ΔW|| << ||W_0|| it stays near 1/2 even when
+    ΔW is fully aligned (alpha = 1), so it is logged beside them, never instead of them.
 
     Built at step 0, it keeps for each Dense (q, k, v, o, up, down, readout):
       W_0  the weight at init: an fp32 copy of the master parameter (under FSDP, of this
@@ -236,71 +203,56 @@ class AlignmentProbe:
 
     def __init__(self, model: torch.nn.Module, batch: torch.Tensor, autocast, dist: Dist | None = None):
         self.model, self.batch, self.autocast, self.dist = model, batch, autocast, dist
-        # Master parameters, taken before any forward (FSDP then holds them sharded; the
-        # module attribute may later point at a gathered copy). Updates are in place.
+        # The master parameters, taken before any forward (FSDP then holds them sharded; the module attribute
+        # may later point at a gathered copy); updates are in place. z_0: q, k and v share one copy.
         self.weights = {tensor_name(n): m.weight for n, m in model.named_modules() if isinstance(m, Dense)}
         self.w0 = {n: local_tensor(w).detach().float().clone() for n, w in self.weights.items()}
         self.z0: dict[str, torch.Tensor] = {}
-        seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id -> (input kept alive, copy)
-
-        def keep(name: str, z: torch.Tensor) -> None:
-            if id(z) not in seen:
-                seen[id(z)] = (z, z.detach().reshape(-1, z.shape[-1]).clone())
-            self.z0[name] = seen[id(z)][1]
-
-        _run_dense(model, batch, autocast, keep)
+        copies: dict[int, tuple] = {}  # id(input) -> (input, kept alive so ids stay unique; its copy)
+        _run_dense(model, batch, autocast, lambda n, z: self.z0.__setitem__(
+            n, copies.setdefault(id(z), (z, z.detach().reshape(-1, z.shape[-1]).clone()))[1]))
 
     def _reduce(self, sums: torch.Tensor) -> list:
         return (all_sum(sums, self.dist) if self.dist is not None else sums).cpu().tolist()
 
     @torch.no_grad()
     def measure(self, step: int) -> dict[str, dict[str, float | None]]:
-        """{layer: {log_alignment, alpha, omega, u}} at the current weights. At step 0
-        alpha, omega and u are None: no parameter has moved, ΔW = Δz = 0."""
-        sharded: dict[str, torch.Tensor] = {}
-        local: dict[str, tuple] = {}
+        """{layer: {log_alignment, alpha, omega, u}} now; alpha, omega and u are None at step 0 (ΔW = Δz = 0)."""
+        sharded, local = {}, {}  # sums over this rank's rows of W (reduced over ranks); over the tokens
 
         def terms(name: str, z: torch.Tensor) -> None:
-            zt, z0 = z.reshape(-1, z.shape[-1]), self.z0[name]
-            wt, w0 = local_tensor(self.weights[name]).detach().float(), self.w0[name]
-            dw, dz = wt - w0, zt.float() - z0.float()
-            sharded[name] = torch.stack([_sq(zt, wt), _norm2(wt), _sq(z0, dw), _norm2(dw), _sq(dz, w0), _norm2(w0),
-                                         _sq(dz, dw)])
-            local[name] = (float(_norm2(zt)), float(_norm2(z0)), float(_norm2(dz)))
+            w, w0, z0 = local_tensor(self.weights[name]).detach().float(), self.w0[name], self.z0[name]
+            z = z.reshape(-1, z.shape[-1])
+            dw, dz = w - w0, z.float() - z0.float()
+            sharded[name] = torch.stack([_sq(z, w), _sq(w), _sq(z0, dw), _sq(dw), _sq(dz, w0), _sq(w0), _sq(dz, dw)])
+            local[name] = [float(_sq(x)) for x in (z, z0, dz)]
 
         _run_dense(self.model, self.batch, self.autocast, terms)
-        names = list(sharded)
-        sums = self._reduce(torch.stack([sharded[n] for n in names])) if names else []
+        sums = self._reduce(torch.stack(list(sharded.values()))) if sharded else []
         out = {}
-        for name, (wz, w, dwz0, dw, w0dz, w0, dwdz) in zip(names, sums):
-            z, z0, dz = local[name]
-            fan_in = self.w0[name].shape[-1]
-            moved = step > 0
-            out[name] = {"log_alignment": log_ratio(wz, w, z, fan_in),
-                         "alpha": log_ratio(dwz0, dw, z0, fan_in) if moved else None,
-                         "omega": log_ratio(w0dz, w0, dz, fan_in) if moved else None,
-                         "u": log_ratio(dwdz, dw, dz, fan_in) if moved else None}
+        for name, (wz, w, dwz0, dw, w0dz, w0, dwdz) in zip(sharded, sums):
+            (z, z0, dz), n, moved = local[name], self.w0[name].shape[-1], step > 0
+            out[name] = {"log_alignment": log_ratio(wz, w, z, n), "alpha": log_ratio(dwz0, dw, z0, n) if moved else None,
+                         "omega": log_ratio(w0dz, w0, dz, n) if moved else None,
+                         "u": log_ratio(dwdz, dw, dz, n) if moved else None}
         return out
 
     def fingerprint(self) -> dict[str, list[float]]:
         """||W_0||^2 and ||z_0||^2 per layer, to store with a checkpoint (collective under FSDP)."""
-        names = list(self.w0)
-        w = self._reduce(torch.stack([_norm2(self.w0[n]) for n in names]))
-        return {n: [w[i], float(_norm2(self.z0[n]))] for i, n in enumerate(names)}
+        w = self._reduce(torch.stack([_sq(self.w0[n]) for n in self.w0]))
+        return {n: [w[i], float(_sq(self.z0[n]))] for i, n in enumerate(self.w0)}
 
     def check(self, saved: dict | None) -> None:
-        """Refuse a resume whose rebuilt W_0 / z_0 differ from the run's (another device,
-        another init): its alpha, omega, u would measure against the wrong reference."""
-        if not saved:
-            return  # a checkpoint written with --align-every 0: nothing to compare
-        mine = self.fingerprint()
-        for name, (w, z) in mine.items():
+        """Refuse a resume whose rebuilt W_0 / z_0 differ from the run's (another device, another init).
+
+        Its alpha, omega, u would measure against the wrong reference. A checkpoint written
+        with --align-every 0 has nothing to compare."""
+        for name, (w, z) in (self.fingerprint().items() if saved else ()):
             if name not in saved or any(abs(a - b) > 1e-5 * abs(b) for a, b in zip((w, z), saved[name])):
                 raise BadInput(f"--resume: the alignment probe's W_0/z_0 of {name}, rebuilt from the seed, differ from "
                                "the run's (another device or init code?); resume with --align-every 0 or start anew")
 
 
-@torch.no_grad()
 def log_alignment(model: torch.nn.Module, batch: torch.Tensor, autocast) -> dict[str, float | None]:
     """A of Definition 3.1 alone, per dense layer, on the model as it is (a probe built
     and read at once; alpha, omega, u need the reference of an AlignmentProbe)."""

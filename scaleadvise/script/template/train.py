@@ -85,12 +85,13 @@ def hms(seconds: float) -> str:
 
 
 def prepare_out(args, dist) -> dict | None:
-    """--resume: the checkpoint to continue (refused where there is none, or saved with other
-    flags). Otherwise --out may hold no checkpointed or finished run; the logs of a start that
-    never saved a checkpoint are removed, and the run says so. Temporary files a kill left go."""
+    """The checkpoint to continue with --resume (refused where there is none, or saved with other flags).
+
+    Otherwise --out may hold no checkpointed or finished run; the logs of a start that never
+    saved a checkpoint are removed, and the run says so. Temporary files a kill left go."""
     path = lambda name: os.path.join(args.out, name)  # noqa: E731
-    for name in ("checkpoint.pt", *LOGS):
-        if dist.main and os.path.exists(path(name) + ".tmp"):
+    for name in ("checkpoint.pt", *LOGS) if dist.main else ():
+        if os.path.exists(path(name) + ".tmp"):
             os.remove(path(name) + ".tmp")
     if args.resume:
         if not os.path.exists(path("checkpoint.pt")):
@@ -101,8 +102,7 @@ def prepare_out(args, dist) -> dict | None:
                 raise BadInput(f"--resume: {args.out} was started with --{key.replace('_', '-')} {value}, "
                                f"not {getattr(args, key)}; choose another --out")
         return payload
-    held = [name for name in ("checkpoint.pt", "result.json") if os.path.exists(path(name))]
-    if held:
+    if held := [name for name in ("checkpoint.pt", "result.json") if os.path.exists(path(name))]:
         raise BadInput(f"--out {args.out}: holds another run ({', '.join(held)}); pass --resume to continue it, "
                        "or choose another --out")
     barrier(dist)
@@ -123,76 +123,68 @@ def prepare_out(args, dist) -> dict | None:
 def train(args, pres: dict, t_start: float) -> int:
     size = model_size(pres, args.width, args.depth, args.context, args.vocab)
     dist = setup_distributed(args.distributed, args.device)
-    device, cuda, main = dist.device, dist.device.type == "cuda", dist.main
+    device, cuda, main, optimizer = dist.device, dist.device.type == "cuda", dist.main, pres["optimizer"]
     if args.batch_size % dist.world:
         raise BadInput(f"--batch-size {args.batch_size}: not divisible by the {dist.world} processes")
-    train_tokens, held_tokens, about = load_tokens(args.data, size["vocab"], size["context"], args.data_dtype,
-                                                   args.seed)
+    context, steps = size["context"], args.steps
+    train_tokens, held_tokens, about = load_tokens(args.data, size["vocab"], context, args.data_dtype, args.seed)
     payload = prepare_out(args, dist)
 
-    # The model, initialized by the rule, and one optimizer group per layer type.
+    # The model, initialized by the rule; one optimizer group per (layer type, LR, eps).
     bf16 = args.dtype == "bf16" or (args.dtype == "auto" and cuda)
     compiled = args.compile == "on" or (args.compile == "auto" and cuda)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    base_lr, optimizer = args.lr or pres["base_lr"], pres["optimizer"]
+    base_lr = args.lr or pres["base_lr"]
     model, values = build_model(pres, size, base_lr, args.seed, device)
     train_model = wrap_model(model, dist, compiled)  # after init: FSDP shards the initialized weights
     fused = cuda and optimizer in ("adam", "adamw", "sgd")
     groups = param_groups((p, values[tensor_name(n)]) for n, p in model.named_parameters())
-    for g in groups:
+    for g in groups:  # under torch.compile a 0-dim LR tensor: no recompile per LR value
         g["peak_lr"] = g["lr"]
-        if compiled and (fused or optimizer in ("adam-atan2", "adam-ps")):  # a 0-dim LR: no recompile per value
+        if compiled and (fused or optimizer in ("adam-atan2", "adam-ps")):
             g["lr"] = torch.tensor(g["lr"], dtype=torch.float32, device=device)
     opt = make_optimizer(optimizer, groups, (args.beta1, args.beta2), fused)
-    # Decay per step after the update (App. G: not multiplied by the LR; times the schedule): the
-    # prescription's per tensor (the data block's weight_decay), else --weight-decay (default 1e-4
-    # for adamw) on every matrix.
-    decayed: dict[float, list] = {}
-    if args.weight_decay is None and "weight_decay" in pres:
-        for n, p in model.named_parameters():
-            if values[tensor_name(n)].get("decay"):
-                decayed.setdefault(values[tensor_name(n)]["decay"], []).append(p)
-    else:
-        decay = args.weight_decay if args.weight_decay is not None else 1e-4 if optimizer == "adamw" else 0.0
-        if decay:
-            decayed[decay] = [p for p in model.parameters() if p.ndim >= 2]
+    decayed: dict[float, list] = {}  # rate -> tensors, applied after each step (App. G: LR-independent)
+    for n, p in model.named_parameters():
+        v = values[tensor_name(n)]
+        if args.weight_decay is None and "decay" in v:  # the prescription's, per tensor (its weight_decay)
+            rate = v["decay"]
+        else:  # --weight-decay on every matrix (default: adamw 1e-4, else 0)
+            rate = (args.weight_decay if args.weight_decay is not None else 1e-4 * (optimizer == "adamw")) * (p.ndim > 1)
+        if rate:
+            decayed.setdefault(rate, []).append(p)
     autocast = lambda: torch.autocast(device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()  # noqa
 
-    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # x, y [batch, context] -> the mean loss
         with autocast():
             logits = train_model(x)
         return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
 
-    # Data and logs.
-    context, steps = size["context"], args.steps
-    batches = Batches(train_tokens, context, args.batch_size * args.grad_accum, dist.rank, dist.world, args.seed,
-                      device)
+    # Data, logs and probes. The alignment probe keeps W_0 and z_0 of the seed's init, taken before a
+    # checkpoint loads, on a fixed held-out batch; FSDP ranks keep their shard, under DDP rank 0 measures.
+    batches = Batches(train_tokens, context, args.batch_size * args.grad_accum, dist.rank, dist.world, args.seed, device)
     held_out = eval_batches(held_tokens, context, args.batch_size, args.eval_batches, dist.rank, dist.world, device)
-    metrics = CsvLog(os.path.join(args.out, "metrics.csv"), METRICS_COLUMNS, main)
-    grads = CsvLog(os.path.join(args.out, "grads.csv"), GRADS_COLUMNS, main and args.grads_every > 0)
-    align = CsvLog(os.path.join(args.out, "alignment.csv"), ALIGNMENT_COLUMNS, main and args.align_every > 0)
-    tokens_per_step, flops = args.batch_size * args.grad_accum * context, flops_per_token(size)
-    peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(device, bf16)
-    warmup = args.warmup if args.warmup is not None else min(1000, max(1, steps // 10))
-    start, last = 0, {"seconds": 0.0, "train_loss": None, "eval_loss": None}
-    # Alignment probe (probes.AlignmentProbe): W_0 and z_0 from the seed's init, taken before
-    # a checkpoint loads, on one fixed held-out batch, the same on every rank. FSDP ranks
-    # each keep their shard and measure together; under DDP rank 0 alone measures.
+    log = lambda name, columns, on: CsvLog(os.path.join(args.out, name), columns, main and on)  # noqa: E731
+    metrics = log("metrics.csv", METRICS_COLUMNS, True)
+    grads, align = log("grads.csv", GRADS_COLUMNS, args.grads_every), log("alignment.csv", ALIGNMENT_COLUMNS, args.align_every)
     probe = None
     if args.align_every and (dist.mode == "fsdp" or main):
         probe_batch = eval_batches(held_tokens, context, PROBE_SEQUENCES, 1, 0, 1, device)[0][0]
         probe = AlignmentProbe(model, probe_batch, autocast, dist)
+    start, last = 0, {"seconds": 0.0, "train_loss": None, "eval_loss": None}
     if payload is not None:
         if probe is not None:
             probe.check(payload.get("align_probe"))
         load_checkpoint(payload, model, opt)
         for g in opt.param_groups:  # a loaded LR tensor sits on the CPU
-            if torch.is_tensor(g["lr"]):
-                g["lr"] = torch.tensor(float(g["lr"]), dtype=torch.float32, device=device)
+            g["lr"] = torch.tensor(float(g["lr"]), device=device) if torch.is_tensor(g["lr"]) else g["lr"]
         start, batches.position, last = payload["step"], payload["data_position"], {k: payload[k] for k in last}
-        for log in (metrics, grads, align):
-            log.truncate_after(start)  # the loop logs later rows again: none is duplicated
+        for csv_log in (metrics, grads, align):
+            csv_log.truncate_after(start)  # the loop logs later rows again: none is duplicated
     seconds = lambda: last["seconds"] + time.time() - t_start  # noqa: E731 (summed over resumes)
+    tokens_per_step, flops = args.batch_size * args.grad_accum * context, flops_per_token(size)
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(device, bf16)
+    warmup = args.warmup if args.warmup is not None else min(1000, max(1, steps // 10))
 
     @torch.no_grad()
     def evaluate() -> float:
@@ -202,9 +194,8 @@ def train(args, pres: dict, t_start: float) -> int:
         return float(all_mean(total, dist))
 
     def probe_alignment(step: int) -> None:
-        if probe is not None and step % args.align_every == 0:
-            values = probe.measure(step)  # collective under FSDP: every rank measures
-            align.write([{"width": size["width"], "layer": k, "step": step, **v} for k, v in values.items()])
+        if probe is not None and step % args.align_every == 0:  # collective under FSDP: every rank measures
+            align.write([{"width": size["width"], "layer": k, "step": step, **v} for k, v in probe.measure(step).items()])
 
     def save(step: int) -> None:
         extra = {"step": step, "data_position": batches.position, **last, "seconds": seconds(),
@@ -212,7 +203,7 @@ def train(args, pres: dict, t_start: float) -> int:
                  "align_probe": probe.fingerprint() if probe is not None else None}
         save_checkpoint(os.path.join(args.out, "checkpoint.pt"), model, opt, extra, dist)
 
-    if main:
+    if main:  # the banner, with an ETA measured on a matmul before the first step
         n, dtype = sum(p.numel() for p in model.parameters()), torch.bfloat16 if bf16 else torch.float32
         eta = estimate_seconds(flops * tokens_per_step * (steps - start) / dist.world, device, dtype,
                                min(tokens_per_step // args.grad_accum // dist.world, 8192), size["width"])
@@ -222,10 +213,6 @@ def train(args, pres: dict, t_start: float) -> int:
               f" | {device}{f' x {dist.world}' if dist.world > 1 else ''}, {'bf16' if bf16 else 'fp32'}"
               f"{', torch.compile (the first step compiles)' if compiled else ''} | ETA ~{hms(eta)} (estimated "
               "from a matmul; measured from step 1)", flush=True)
-        w = size["width"] // size["heads"] * max(1, 128 * size["heads"] // size["width"])  # a tiny model's
-        if device.type == "cpu" and eta > 600 and (size["width"] > w or size["depth"] > 2):
-            print(f"on a CPU, try a tiny model: --width {w} --depth 2 --context 64 --vocab 256 --batch-size 16 "
-                  "--steps 200 --threads 1 (about 30 s)", flush=True)
 
     # The loop.
     if start == 0:
@@ -235,10 +222,7 @@ def train(args, pres: dict, t_start: float) -> int:
     for step in range(start, steps):
         factor = lr_factor(step, steps, warmup)
         for g in opt.param_groups:  # the schedule; a 0-dim LR tensor is filled in place
-            if torch.is_tensor(g["lr"]):
-                g["lr"].fill_(g["peak_lr"] * factor)
-            else:
-                g["lr"] = g["peak_lr"] * factor
+            g["lr"] = g["lr"].fill_(g["peak_lr"] * factor) if torch.is_tensor(g["lr"]) else g["peak_lr"] * factor
         loss = torch.zeros((), device=device)
         for micro in range(args.grad_accum):
             x, y = batches.next()
@@ -250,16 +234,14 @@ def train(args, pres: dict, t_start: float) -> int:
         if args.clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
-        if decayed:  # App. G: decoupled from the LR, scaled by the schedule only
-            with torch.no_grad():
-                for rate, tensors in decayed.items():
-                    torch._foreach_mul_(tensors, 1.0 - rate * factor)
+        with torch.no_grad():
+            for rate, tensors in decayed.items():  # App. G: decoupled from the LR, scaled by the schedule only
+                torch._foreach_mul_(tensors, 1.0 - rate * factor)
         done = step + 1
         if args.grads_every and (done % args.grads_every == 0 or done == 1):
             grads.write([{"width": size["width"], "step": done, "seed": args.seed, **r}
                         for r in gradient_scales(model, opt, dist)])
         opt.zero_grad(set_to_none=True)
-
         if done % args.log_every == 0 or done in (1, steps, args.stop_at):
             train_loss = float(all_mean(loss, dist))  # waits for the device
             per_step, last_step = (time.perf_counter() - last_t) / (done - last_step), done  # since the last log
@@ -277,8 +259,7 @@ def train(args, pres: dict, t_start: float) -> int:
                 status = "diverged"
                 break
         probe_alignment(done)
-        # A signal stops every rank at the same step: they agree at log steps under torchrun.
-        stop = Stop.signum if dist.world == 1 else 0
+        stop = Stop.signum if dist.world == 1 else 0  # under torchrun the ranks agree at log steps, to stop together
         if dist.world > 1 and done % args.log_every == 0:
             flag = torch.tensor(float(Stop.signum), device=device)
             tdist.all_reduce(flag, op=tdist.ReduceOp.MAX)
@@ -293,9 +274,8 @@ def train(args, pres: dict, t_start: float) -> int:
     Stop.in_loop = False
 
     result = {"status": status, "step": done, "steps": steps, "width": size["width"], "depth": size["depth"],
-              "lr": base_lr, "seed": args.seed, **{k: v if v is None or math.isfinite(v) else None for k, v in
-                                                   last.items() if k != "seconds"},
-              "parameterization": pres["parameterization"], "optimizer": optimizer, "seconds": seconds()}
+              "lr": base_lr, "seed": args.seed, "parameterization": pres["parameterization"], "optimizer": optimizer,
+              **{k: v if v is None or math.isfinite(v) else None for k, v in last.items()}, "seconds": seconds()}
     if main:
         with open(os.path.join(args.out, "result.json.tmp"), "w") as f:
             json.dump(result, f, indent=1)
