@@ -18,7 +18,7 @@ the width-independent factor of the init std (0.01 for embedding tables with b =
 n_t = 1, base_lr and the base epsilon.
 
 This is the one home of the rule: ``prescribe`` computes every number with it, and the
-training script that ``emit-train`` writes bundles this file verbatim and evaluates it at
+training script that ``emit-train`` writes bundles this file and evaluates it at
 the width it trains. So it imports nothing but the standard library, has no ``from
 __future__`` line, and does nothing at import time.
 """

@@ -2,9 +2,9 @@
 
 * ``AdamAtan2``, ``AdamPS``: the paper's epsilon-free Adam (C.5) and Adam with
   parameter scaling (the Adafactor family, §2.1). ``optim.py`` imports torch only,
-  so it is bundled verbatim into the emitted training script.
+  so the emitted training script bundles it.
 * ``apply``: init, forward multipliers and optimizer groups from per-tensor values, the one
-  home of both ``parameterize`` and the emitted training script (which bundles it verbatim).
+  home of both ``parameterize`` and the emitted training script (which bundles it).
 * ``parameterize(model, ...)``: apply a prescription to any ``nn.Module``;
   ``param_groups`` rebuilds the optimizer groups after FSDP sharding;
   ``plain_state_dict`` exports the effective weights under ordinary keys.

@@ -1,6 +1,6 @@
 """Adam-atan2 and Adam + parameter scaling for PyTorch (Everett et al. 2024, §4.3, C.5, B.8).
 
-This file is bundled *verbatim* into the training script that `scaleadvise emit-train`
+This file is bundled (docstrings cut to their first paragraph) into the training script that `scaleadvise emit-train`
 writes, and that script has to run on a cluster with torch alone. So it imports only
 the standard library and torch (no numpy, no scaleadvise, no relative imports), has no
 ``from __future__`` line (it would have to be the first statement of the bundled

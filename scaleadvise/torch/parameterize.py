@@ -63,10 +63,24 @@ from scaleadvise.core.prescribe import UMUP_OPS_NOTE
 from scaleadvise.core.rule import fans, scale_dim
 from scaleadvise.errors import UserError
 from scaleadvise.torch import apply
-from scaleadvise.torch.apply import Multiplier
 
 MARK = "_scaleadvise_prescription"  # set on the root module: applying twice is an error
 _ORIGINAL = ".parametrizations."
+
+
+class Multiplier(nn.Module):
+    """The forward multiplier of the abc-parameterization (§2.1), W = n^-a w, as a
+    parametrization: the stored tensor is w, the module computes with W."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = float(scale)  # a Python constant: torch.compile folds it in
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w * self.scale
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale:.6g}"
 
 
 @dataclass
@@ -296,7 +310,8 @@ def parameterize(
         weight_decay=weight_decay, wd_timescale=wd_timescale, wd_convention=wd_convention,
         tokens_per_step=tokens_per_step, wd_vectors=wd_vectors))  # validates every argument
     values = {s.name: vars(v) for s, v in zip(slots, pres.tensors)}
-    apply.apply_values(((s.module, s.attr, values[s.name]) for s in slots), init=init, generator=generator)
+    apply.apply_values(((s.module, s.attr, values[s.name]) for s in slots), init=init, generator=generator,
+                       attach=lambda module, attr, value: P.register_parametrization(module, attr, Multiplier(value)))
     if branches is not None and pres.residual_multiplier != 1.0:
         from scaleadvise.torch.residual import attach
 

@@ -1,12 +1,11 @@
 """Source templates of the emitted training script (`scaleadvise emit-train`).
 
 Real, importable, tested modules -- not strings. `scaleadvise.script.emit` concatenates
-their source verbatim (after the prescription data block and
-scaleadvise/torch/optim.py), dropping the lines between `# ---- bundle: drop begin`
-and `# ---- bundle: drop end` (the in-repository imports of each other), so the
-emitted file needs only torch, numpy and the standard library. They import nothing
-from scaleadvise outside those markers.
+their code after the prescription data block, with core/rule.py, torch/apply.py and
+(for Adam-atan2 / Adam-PS) torch/optim.py, in the order of `emit.BUNDLE`. The edits are
+made on the syntax tree (see `scaleadvise.script.emit`): imports hoisted (those of each
+other dropped), unused branches and definitions dropped, docstrings cut to their first
+paragraph. So a docstring's first paragraph is what a script reader sees; the rest is
+for readers of the package. The emitted file needs only torch, numpy and the standard
+library.
 """
-
-# Bundle order: each module may use names from the ones before it.
-BUNDLE = ("nanodo", "data", "dist", "probes", "train")

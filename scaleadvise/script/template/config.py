@@ -1,6 +1,7 @@
-"""Config: every flag, with its default (`python train.py --help`). Defaults follow the paper:
-Table C2's optimizer settings, warmup then cosine decay to 0 (C.3), decoupled weight decay
-only for adamw (App. G). The model's size comes from the prescription; --width, --depth,
+"""Config: every flag and its default (`python train.py --help`).
+
+Defaults follow the paper: Table C2's optimizer settings, warmup then cosine decay to 0
+(C.3), decoupled weight decay only for adamw (App. G). The model's size comes from the prescription; --width, --depth,
 --context and --vocab train another size, with every tensor's values recomputed by the rule.
 """
 
@@ -32,9 +33,9 @@ def _number(kind, low: float, strict: bool, what: str):
     return parse
 
 
-COUNT, EVERY = _number(int, 1, False, ">= 1"), _number(int, 0, False, ">= 0 (0: off)")
+COUNT, EVERY, SIZE = _number(int, 1, False, ">= 1"), _number(int, 0, False, ">= 0 (0: off)"), \
+    _number(int, 1, False, "a positive integer")
 POSITIVE, NONNEGATIVE = _number(float, 0, True, "a positive number"), _number(float, 0, False, ">= 0")
-SIZE = _number(int, 1, False, "a positive integer")
 # A row with no gradient yet (an unseen token's embedding) has m = v = 0: 0/0 with eps = 0.
 EPS = _number(float, 0, True, "> 0 (0 gives 0/0 on rows without gradient; no eps: emit-train --optim adam-atan2)")
 
@@ -42,33 +43,29 @@ EPS = _number(float, 0, True, "> 0 (0 gives 0/0 on rows without gradient; no eps
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=os.path.basename(sys.argv[0]) or "train.py", description=(__doc__ or "").split("\n")[0],
                 formatter_class=_Help)
-    a = p.add_argument
+    a, PRES = p.add_argument, "the prescription's"
     a("--out", default="run", help="run directory: metrics.csv, grads.csv, alignment.csv, checkpoint.pt, result.json")
     a("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt")
-    a("--data", default=None, help="tokens: .bin (a memmap; a train.bin uses the val.bin beside it) or .txt "
-                                   "(bytes); default: a synthetic stream")
-    a("--data-dtype", default="auto", choices=("auto", "uint16", "uint32"), help="of a .bin; auto: uint16 up to "
-                                                                                "vocab 65536")
+    a("--data", help="tokens: .bin (memmap; a train.bin holds out its val.bin), .txt (bytes); default: synthetic")
+    a("--data-dtype", default="auto", choices=("auto", "uint16", "uint32"), help="of a .bin (auto: by vocab)")
     a("--steps", type=COUNT, default=1000, help="optimizer steps (paper: 50000)")
     a("--batch-size", type=COUNT, default=32, help="sequences per step, all processes together (paper: 256)")
     a("--grad-accum", type=COUNT, default=1, help="micro-batches per step")
-    a("--lr", type=POSITIVE, default=None, help="base LR beta_n (default: the prescription's); "
-                                                "each layer's LR is lr * gamma * (width/base_width)^-c")
-    a("--eps", type=EPS, default=None, help="Adam epsilon, or the base epsilon when it is per layer (default: the prescription's)")
-    a("--warmup", type=EVERY, default=None, help="linear warmup steps (default: min(1000, steps/10))")
+    a("--lr", type=POSITIVE, help=f"base LR (default: {PRES}); a layer's LR is lr * gamma * (width/base_width)^-c")
+    a("--eps", type=EPS, help=f"Adam epsilon, or the base epsilon when it is per layer (default: {PRES})")
+    a("--warmup", type=EVERY, help="linear warmup steps (default: min(1000, steps/10))")
     a("--beta1", type=NONNEGATIVE, default=0.9, help="Adam beta1, SGD momentum (Table C2)")
     a("--beta2", type=NONNEGATIVE, default=0.98, help="Adam beta2 (Table C2)")
-    a("--weight-decay", type=NONNEGATIVE, default=None, help="decoupled, LR-independent (App. G), per step on every "
-                                                             "matrix; default: the prescription's decay (its data "
-                                                             "block), else adamw 1e-4, else 0")
+    a("--weight-decay", type=NONNEGATIVE, help="per step on every matrix, LR-independent (App. G); default: "
+      f"{PRES} (its data block), else adamw 1e-4, else 0")
     a("--clip", type=NONNEGATIVE, default=0.0, help="clip the global gradient norm (0: off)")
     a("--seed", type=int, default=0, help="init and batch order")
-    a("--width", type=SIZE, default=None, help="model width (head dim fixed; default: the prescription's)")
-    a("--depth", type=SIZE, default=None, help="Transformer blocks (default: the prescription's)")
-    a("--context", type=SIZE, default=None, help="sequence length (default: the prescription's)")
-    a("--vocab", type=SIZE, default=None, help="vocabulary size (default: the prescription's)")
+    a("--width", type=SIZE, help=f"model width, head dim fixed (default: {PRES})")
+    a("--depth", type=SIZE, help=f"Transformer blocks (default: {PRES})")
+    a("--context", type=SIZE, help=f"sequence length (default: {PRES})")
+    a("--vocab", type=SIZE, help=f"vocabulary size (default: {PRES})")
     a("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    a("--threads", type=COUNT, default=None, help="CPU threads (1 per process on a shared machine)")
+    a("--threads", type=COUNT, help="CPU threads (1 per process on a shared machine)")
     a("--dtype", default="auto", choices=("auto", "bf16", "fp32"), help="auto: bf16 autocast on CUDA")
     a("--compile", default="auto", choices=("auto", "on", "off"), help="torch.compile (auto: on CUDA)")
     a("--distributed", default="none", choices=("none", "ddp", "fsdp"), help="data parallel, under torchrun")
@@ -76,12 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--eval-every", type=COUNT, default=200, help="held-out loss")
     a("--eval-batches", type=COUNT, default=8, help="held-out batches per evaluation")
     a("--grads-every", type=EVERY, default=100, help="grads.csv (for scaleadvise epsilon)")
-    a("--align-every", type=EVERY, default=100, help="alignment.csv (for scaleadvise align): per dense layer A "
-      "(Def. 3.1) and alpha, omega, u (B.11) against the step-0 weights and inputs of 8 held-out sequences; holds "
-      "an fp32 copy of every dense weight (its shard under FSDP) and each dense layer's probe input; 0: none held")
+    a("--align-every", type=EVERY, default=100, help="alignment.csv (for scaleadvise align): A, alpha, omega, u per "
+      "dense layer against its step-0 weight and input on 8 held-out sequences (an fp32 copy of the dense weights)")
     a("--ckpt-every", type=EVERY, default=250, help="checkpoint.pt; also at the end and on SIGINT/SIGTERM")
-    a("--stop-at", type=COUNT, default=None, help="checkpoint and stop after this step (continue with --resume)")
-    a("--peak-tflops", type=POSITIVE, default=None, help="device peak for MFU (default: from the device name)")
+    a("--stop-at", type=COUNT, help="checkpoint and stop after this step (continue with --resume)")
+    a("--peak-tflops", type=POSITIVE, help="device peak for MFU (default: from the device name)")
     return p
 
 

@@ -82,7 +82,8 @@ class Batches:
 
     def __init__(self, tokens: np.ndarray, context: int, global_batch: int, rank: int, world: int,
                  seed: int, device: torch.device):
-        self.tokens, self.context, self.global_batch, self.seed, self.device = tokens, context, global_batch, seed, device
+        self.tokens, self.context, self.global_batch, self.seed = tokens, context, global_batch, seed
+        self.device = device
         self.local = global_batch // world
         self.lo, self.position = rank * self.local, 0  # position: global batches consumed (a checkpoint saves it)
         self.pin = device.type == "cuda"

@@ -27,7 +27,7 @@ class Dist(NamedTuple):
 
 def setup_distributed(mode: str, device_flag: str) -> Dist:
     """The device, and the torchrun process group (NCCL on CUDA, gloo on CPU)."""
-    world, rank, local_rank = (int(os.environ.get(k, d)) for k, d in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0)))
+    world, rank, local_rank = (int(os.environ.get(k, d)) for k, d in zip(("WORLD_SIZE", "RANK", "LOCAL_RANK"), "100"))
     if mode != "none" and "RANK" not in os.environ:
         raise BadInput(f"--distributed {mode}: start the script with torchrun --nproc_per_node N train.py ...")
     flag = ("cuda" if torch.cuda.is_available() else "cpu") if device_flag == "auto" else device_flag

@@ -183,4 +183,5 @@ def flops_per_token(size: dict) -> float:
     """Training FLOPs per token: 6 x the parameters in matmuls (forward + backward; lookups
     are gathers) + 12 L d T for attention scores and values (causal mask not discounted)."""
     d, f = size["width"], size["ffn"]
-    return 6.0 * (size["depth"] * (4 * d * d + 2 * d * f) + size["vocab"] * d) + 12.0 * size["depth"] * d * size["context"]
+    L, T = size["depth"], size["context"]
+    return 6.0 * (L * (4 * d * d + 2 * d * f) + size["vocab"] * d) + 12.0 * L * d * T

@@ -97,7 +97,8 @@ def gradient_scales(model: torch.nn.Module, opt: torch.optim.Optimizer, dist: Di
                 # g m_hat / s split into what eps keeps, s / (s + eps), and what it takes, eps / (s + eps), each
                 # computed directly: no 1 - x cancellation, no overflow where s is tiny (|m_hat| / s stays O(1)).
                 alive = s > 0
-                gms = torch.where(alive, grad * local_tensor(m).float() / (1.0 - beta1**t) / torch.where(alive, s, 1.0), 0)
+                m_hat = local_tensor(m).float() / (1.0 - beta1**t)
+                gms = torch.where(alive, grad * m_hat / torch.where(alive, s, 1.0), 0.0)
                 row[2], row[3] = ((gms * (x / (s + eps))).sum(dtype=torch.float64) for x in (s, eps))
                 if "min_param_rms" in group:
                     row[4] = local_tensor(p.detach()).float().square().sum(dtype=torch.float64)
@@ -143,7 +144,7 @@ def _sq(x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
 
 
 def _run_dense(model: torch.nn.Module, batch: torch.Tensor, autocast, fn) -> None:
-    """Forward `batch` through the plain `model` in eval mode, calling fn(name, z) with each Dense input z [..., fan_in].
+    """Forward `batch` through the plain `model` in eval mode, calling fn(name, z) on each Dense input z.
 
     Hooks on the plain module leave the compiled training graph untouched; they are
     removed afterwards."""
@@ -232,9 +233,8 @@ class AlignmentProbe:
         out = {}
         for name, (wz, w, dwz0, dw, w0dz, w0, dwdz) in zip(sharded, sums):
             (z, z0, dz), n, moved = local[name], self.w0[name].shape[-1], step > 0
-            out[name] = {"log_alignment": log_ratio(wz, w, z, n), "alpha": log_ratio(dwz0, dw, z0, n) if moved else None,
-                         "omega": log_ratio(w0dz, w0, dz, n) if moved else None,
-                         "u": log_ratio(dwdz, dw, dz, n) if moved else None}
+            out[name] = {"log_alignment": log_ratio(wz, w, z, n), **{k: log_ratio(*x, n) if moved else None for k, x in
+                         (("alpha", (dwz0, dw, z0)), ("omega", (w0dz, w0, dz)), ("u", (dwdz, dw, dz)))}}
         return out
 
     def fingerprint(self) -> dict[str, list[float]]:

@@ -150,7 +150,8 @@ def train(args, pres: dict, t_start: float) -> int:
         if args.weight_decay is None and "decay" in v:  # the prescription's, per tensor (its weight_decay)
             rate = v["decay"]
         else:  # --weight-decay on every matrix (default: adamw 1e-4, else 0)
-            rate = (args.weight_decay if args.weight_decay is not None else 1e-4 * (optimizer == "adamw")) * (p.ndim > 1)
+            rate = args.weight_decay if args.weight_decay is not None else 1e-4 * (optimizer == "adamw")
+            rate *= p.ndim > 1
         if rate:
             decayed.setdefault(rate, []).append(p)
     autocast = lambda: torch.autocast(device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()  # noqa
@@ -162,11 +163,13 @@ def train(args, pres: dict, t_start: float) -> int:
 
     # Data, logs and probes. The alignment probe keeps W_0 and z_0 of the seed's init, taken before a
     # checkpoint loads, on a fixed held-out batch; FSDP ranks keep their shard, under DDP rank 0 measures.
-    batches = Batches(train_tokens, context, args.batch_size * args.grad_accum, dist.rank, dist.world, args.seed, device)
+    batches = Batches(train_tokens, context, args.batch_size * args.grad_accum, dist.rank, dist.world, args.seed,
+                      device)
     held_out = eval_batches(held_tokens, context, args.batch_size, args.eval_batches, dist.rank, dist.world, device)
     log = lambda name, columns, on: CsvLog(os.path.join(args.out, name), columns, main and on)  # noqa: E731
     metrics = log("metrics.csv", METRICS_COLUMNS, True)
-    grads, align = log("grads.csv", GRADS_COLUMNS, args.grads_every), log("alignment.csv", ALIGNMENT_COLUMNS, args.align_every)
+    grads = log("grads.csv", GRADS_COLUMNS, args.grads_every)
+    align = log("alignment.csv", ALIGNMENT_COLUMNS, args.align_every)
     probe = None
     if args.align_every and (dist.mode == "fsdp" or main):
         probe_batch = eval_batches(held_tokens, context, PROBE_SEQUENCES, 1, 0, 1, device)[0][0]
@@ -195,7 +198,8 @@ def train(args, pres: dict, t_start: float) -> int:
 
     def probe_alignment(step: int) -> None:
         if probe is not None and step % args.align_every == 0:  # collective under FSDP: every rank measures
-            align.write([{"width": size["width"], "layer": k, "step": step, **v} for k, v in probe.measure(step).items()])
+            rows = probe.measure(step).items()
+            align.write([{"width": size["width"], "layer": k, "step": step, **v} for k, v in rows])
 
     def save(step: int) -> None:
         extra = {"step": step, "data_position": batches.position, **last, "seconds": seconds(),
