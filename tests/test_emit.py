@@ -139,7 +139,7 @@ def test_default_script_reads_top_to_bottom(cli, tmp_path, capsys):
                "script/template/data.py", "script/template/dist.py", "script/template/probes.py",
                "script/template/train.py")
     order = [text.index(s) for s in ("\nimport argparse", "\nPRESCRIPTION = {",
-                                     *(f"-- scaleadvise/{s} (as tested" for s in sources))]
+                                     *(f"-- scaleadvise/{s}: " for s in sources))]
     assert order == sorted(order)
     assert "torch.optim.Adam(" in text and "AdamAtan2" not in text and "torch/optim.py" not in text
     assert "scaleadvise" not in "".join(line for line in text.splitlines(keepends=True)

@@ -1,4 +1,4 @@
-"""The per-tensor rule: a tensor's multiplier, init std, learning rate and epsilon at a width.
+"""The per-tensor rule: multiplier, init std, learning rate and epsilon at a width.
 
     multiplier = n_t^-a                                   (§2.1: the forward multiplier)
     init std   = sigma · n_t^-b                           (§2.1, C.2)

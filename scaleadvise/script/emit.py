@@ -137,9 +137,13 @@ def prune(parts: list[tuple[str, str]], optimizer: str,
 
 
 def shorten(source: str) -> tuple[str, str]:
-    """(the source without its module docstring, with each function's and class's docstring cut
-    to its first paragraph and at most one blank line in a row; the module docstring's first
-    line). The full text stays in the package, where the tests import it."""
+    """(the source for the script, the module docstring's first line).
+
+    The module docstring goes (its first line titles the section); each function's and class's
+    docstring is cut to its first paragraph; inside a definition a blank line stays only
+    before a definition or a comment, and never two in a row. The full text stays in the
+    package, where the tests import it: a docstring's first paragraph is what a reader of
+    the script sees."""
     tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
     title, spans = "", []
@@ -158,8 +162,8 @@ def shorten(source: str) -> tuple[str, str]:
             spans.append((doc.lineno, doc.end_lineno, text[: blank - 1] + [text[blank - 1].rstrip("\n") + '"""\n']))
     for first, last, keep in sorted(spans, reverse=True):
         lines[first - 1: last] = keep or []
-    # One blank line before a top-level statement, none inside a definition (nanoGPT's density).
-    text = re.sub(r"\n(?:[ \t]*\n)+(?=[ \t])", "\n", "".join(lines))
+    # Inside a definition, a blank line only where a definition or a comment opens a paragraph.
+    text = re.sub(r"\n(?:[ \t]*\n)+(?=[ \t])(?![ \t]*(?:def |@|#))", "\n", "".join(lines))
     return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n", title
 
 
@@ -388,7 +392,7 @@ def emit_script(doc: dict, command: str, depth_free: bool = False) -> str:
     out = [header(pres, doc, command), hoist(imports), data_block(pres, doc)]
     for where, source in parts:
         source, title = shorten(source)
-        out.append(f"# {'-' * 4} {where} (as tested): {title}\n{source}")
+        out.append(f"# {'-' * 4} {where}: {title}\n{source}")
     text = "\n".join(out)
     ast.parse(text)  # one syntax check of the whole file
     return text

@@ -1,4 +1,4 @@
-"""Apply per-tensor values to a torch module: initialization, forward multipliers, optimizer groups.
+"""Apply per-tensor values to a torch module: init, multipliers, optimizer groups.
 
 The one home of "apply": ``scaleadvise.torch.parameterize`` applies ``prescribe``'s values
 to any ``nn.Module`` with it (attaching multipliers as parametrizations), and the training

@@ -1,4 +1,4 @@
-"""Data: a token memmap (.bin, nanoGPT's layout), the bytes of a .txt, or a synthetic stream.
+"""Data: a token memmap (.bin), the bytes of a .txt, or a synthetic stream.
 
 Batches sit at random offsets, but batch k's offsets depend only on (seed, k): the data
 position is one integer, a resumed run sees the batches it would have seen, and

@@ -1,4 +1,4 @@
-"""Devices, data parallelism under torchrun (DDP, FSDP2) and atomic checkpoints."""
+"""Devices, DDP and FSDP2 under torchrun, atomic checkpoints."""
 
 import os
 from typing import NamedTuple

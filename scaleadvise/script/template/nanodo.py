@@ -1,4 +1,4 @@
-"""The model: NanoDO (paper C.1) and the rule's values for each of its tensors.
+"""The model: NanoDO (paper C.1), and the rule's values for its tensors.
 
 A decoder-only Transformer with learned positions, pre-LN with a scale and no bias, GeLU,
 untied embedding and readout, no biases, no dropout. Each parameter is the `weight` of a

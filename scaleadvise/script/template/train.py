@@ -1,6 +1,8 @@
-"""Training: the optimizer, the schedule, the loop, checkpoints, signals, result.json. Exit
-status: 0 done (or --stop-at), 1 diverged, 2 bad input (one line, nothing written), 130 / 143
-stopped by SIGINT / SIGTERM after saving a checkpoint (`--resume` continues).
+"""Training: the optimizer, the schedule, the loop, checkpoints, signals, result.json.
+
+Exit status (main): 0 done (or --stop-at), 1 diverged, 2 bad input (one line, nothing
+written), 130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint (`--resume`
+continues).
 """
 
 import contextlib
@@ -68,15 +70,13 @@ class Stop:
 
 def estimate_seconds(flops: float, device: torch.device, dtype: torch.dtype, rows: int, width: int) -> float:
     """The banner's ETA: `flops` at half the speed of a [rows, width] x [width, width] matmul here."""
-    x, w = torch.randn(rows, width, device=device, dtype=dtype), torch.randn(width, width, device=device, dtype=dtype)
+    x, w = (torch.randn(n, width, device=device, dtype=dtype) for n in (rows, width))
     reps, elapsed = 1, 0.0
-    while elapsed < 0.05:
+    while elapsed < 0.05:  # double the repetitions until they take 50 ms
         t = time.perf_counter()
-        for _ in range(reps):
-            y = x @ w
-        float(y[0, 0])  # waits for the device
+        float(sum((x @ w)[0, 0] for _ in range(reps)))  # waits for the device
         elapsed, reps = time.perf_counter() - t, reps * 2
-    return flops / (0.5 * 2.0 * rows * width * width * (reps // 2) / elapsed)
+    return flops / (rows * width * width * (reps // 2) / elapsed)  # 2 r w^2 FLOPs a matmul, at half speed
 
 
 def hms(seconds: float) -> str:
@@ -294,6 +294,7 @@ def train(args, pres: dict, t_start: float) -> int:
 
 
 def main(argv: list[str] | None = None, prescription: dict | None = None) -> int:
+    """Exit status: 0 done (or --stop-at), 1 diverged, 2 bad input, 130 / 143 SIGINT / SIGTERM (checkpoint saved)."""
     t_start, prog = time.time(), os.path.basename(sys.argv[0]) or "train.py"
     Stop.signum, Stop.in_loop = 0, False
     before = {s: signal.signal(s, Stop.handler) for s in (signal.SIGINT, signal.SIGTERM)}
