@@ -396,3 +396,12 @@ def test_tokens_per_s_is_measured_since_the_last_log_without_evaluation(tmp_path
                    "--out", str(out)], prescription=tiny()) == 0
     tps = {int(r["step"]): float(r["tokens_per_s"]) for r in rows(out / "metrics.csv")}
     assert max(tps.values()) / min(tps[s] for s in range(2, 25)) < 3.0, tps  # no step pays for an evaluation
+
+
+def test_a_long_cpu_run_suggests_the_tiny_model_in_its_banner(tmp_path, monkeypatch, capsys):
+    """Before the first step of a run an hour long on a CPU, the banner names the tiny configuration."""
+    monkeypatch.setattr(T, "estimate_seconds", lambda *a, **k: 3600.0)
+    assert T.main([*FAST, "--steps", "1", "--out", str(tmp_path / "run"), "--align-every", "0"],
+                  prescription=tiny(width=256, base_width=256)) == 0
+    out = capsys.readouterr().out
+    assert "ETA ~1:00:00" in out and "try a tiny model: --width 128 --depth 2 --context 64" in out

@@ -217,6 +217,10 @@ def train(args, pres: dict, t_start: float) -> int:
               f" | {device}{f' x {dist.world}' if dist.world > 1 else ''}, {'bf16' if bf16 else 'fp32'}"
               f"{', torch.compile (the first step compiles)' if compiled else ''} | ETA ~{hms(eta)} (estimated "
               "from a matmul; measured from step 1)", flush=True)
+        w = size["width"] // size["heads"] * max(1, 128 * size["heads"] // size["width"])  # a tiny model's width
+        if device.type == "cpu" and eta > 600 and (size["width"] > w or size["depth"] > 2):
+            print(f"on a CPU, try a tiny model: --width {w} --depth 2 --context 64 --vocab 256 --batch-size 16 "
+                  "--steps 200 --threads 1 (about 30 s)", flush=True)
 
     # The loop.
     if start == 0:
