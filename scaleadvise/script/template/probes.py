@@ -104,15 +104,17 @@ def gradient_scales(model: torch.nn.Module, opt: torch.optim.Optimizer, dist: Di
                     row[4] = local_tensor(p.detach()).float().square().sum(dtype=torch.float64)
         names.append((tensor_name(name), p.numel(), group, eps))
         sums.append(torch.stack(row))
+    totals = all_sum(torch.stack(sums), dist).cpu().tolist() if sums else []
     out = []
-    for (n, numel, group, eps), (g2, v, kept, lost, w2) in zip(names, all_sum(torch.stack(sums), dist).cpu().tolist()
-                                                                if sums else []):
-        scale = float(group["lr"]) * (max(group["min_param_rms"], math.sqrt(w2 / numel)) if "min_param_rms" in group
-                                      else 1.0)
+    for (n, numel, group, eps), (g2, v, kept, lost, w2) in zip(names, totals):
+        scale = float(group["lr"])
+        if "min_param_rms" in group:  # Adam + parameter scaling: the update carries max(min_param_rms, RMS(W))
+            scale *= max(group["min_param_rms"], math.sqrt(w2 / numel))
+        measured = math.isfinite(kept)
         out.append({"layer": n, "grad_rms": math.sqrt(g2 / numel), "eps": eps,
                     "sqrt_v_rms": math.sqrt(v / numel) if math.isfinite(v) else None,
-                    "decrease": scale * kept if math.isfinite(kept) else None,
-                    "decrease_no_eps": scale * (kept + lost) if math.isfinite(kept) else None})
+                    "decrease": scale * kept if measured else None,
+                    "decrease_no_eps": scale * (kept + lost) if measured else None})
     return out
 
 
@@ -209,9 +211,11 @@ class AlignmentProbe:
         self.weights = {tensor_name(n): m.weight for n, m in model.named_modules() if isinstance(m, Dense)}
         self.w0 = {n: local_tensor(w).detach().float().clone() for n, w in self.weights.items()}
         self.z0: dict[str, torch.Tensor] = {}
-        copies: dict[int, tuple] = {}  # id(input) -> (input, kept alive so ids stay unique; its copy)
-        _run_dense(model, batch, autocast, lambda n, z: self.z0.__setitem__(
-            n, copies.setdefault(id(z), (z, z.detach().reshape(-1, z.shape[-1]).clone()))[1]))
+        copies: dict[int, tuple] = {}  # id(input) -> (the input, kept alive so that ids stay unique; its copy)
+
+        def keep(name: str, z: torch.Tensor) -> None:  # z_0 [tokens, fan_in] in the forward's dtype
+            self.z0[name] = copies.setdefault(id(z), (z, z.detach().reshape(-1, z.shape[-1]).clone()))[1]
+        _run_dense(model, batch, autocast, keep)
 
     def _reduce(self, sums: torch.Tensor) -> list:
         return (all_sum(sums, self.dist) if self.dist is not None else sums).cpu().tolist()
@@ -233,8 +237,10 @@ class AlignmentProbe:
         out = {}
         for name, (wz, w, dwz0, dw, w0dz, w0, dwdz) in zip(sharded, sums):
             (z, z0, dz), n, moved = local[name], self.w0[name].shape[-1], step > 0
-            out[name] = {"log_alignment": log_ratio(wz, w, z, n), **{k: log_ratio(*x, n) if moved else None for k, x in
-                         (("alpha", (dwz0, dw, z0)), ("omega", (w0dz, w0, dz)), ("u", (dwdz, dw, dz)))}}
+            out[name] = {"log_alignment": log_ratio(wz, w, z, n),  # W_t z_t: the paper's A (Figure 2)
+                         "alpha": log_ratio(dwz0, dw, z0, n) if moved else None,  # ΔW z_0
+                         "omega": log_ratio(w0dz, w0, dz, n) if moved else None,  # W_0 Δz
+                         "u": log_ratio(dwdz, dw, dz, n) if moved else None}  # ΔW Δz
         return out
 
     def fingerprint(self) -> dict[str, list[float]]:
