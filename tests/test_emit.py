@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from helpers import nanodo_yaml  # noqa: E402
-from scaleadvise.script.emit import check_bundle, emit_script, hoist, prune  # noqa: E402
+from scaleadvise.script.emit import check_bundle, emit_script, hoist, prune, shorten  # noqa: E402
 
 PARAMS = ("stp", "ntk", "mup", "mfp")  # umup is refused: test_umup_is_refused
 OPTIMS = ("adam", "adamw", "adam-atan2", "sgd", "adam-ps")
@@ -305,3 +305,28 @@ def test_depth_freedom_is_recorded(cli, tmp_path):
     assert load(emit(cli, tmp_path, name="a.py")[0], "emitted_free").PRESCRIPTION["model"]["depth_free"] is True
     path = emit(cli, tmp_path, "--alignment", "1,0.7,1", name="b.py")[0]
     assert load(path, "emitted_fixed").PRESCRIPTION["model"]["depth_free"] is False
+
+
+def test_optional_parts_ship_only_where_the_prescription_has_them(cli, tmp_path):
+    """Depth and weight-decay code is dropped from a script whose prescription has neither,
+    and kept (and run) where it has both."""
+    plain = open(emit(cli, tmp_path, name="plain.py")[0]).read()
+    assert "def depth_factor" not in plain and "def decay_per_step" not in plain and '"depth" in pres' not in plain
+    both = open(emit(cli, tmp_path, "--optim", "adamw", "--weight-decay", "1e-4", "--depth-param", "completep",
+                     "--base-depth", "2", name="both.py")[0]).read()
+    assert both.count("def depth_factor") == 1 and "def decay_per_step" in both and "res_mult = depth_factor" in both
+
+
+def test_shorten_keeps_first_paragraphs_and_paragraph_breaks():
+    source = ('"""Title line.\n\nMore about the module."""\n\n\nclass A:\n    """One.\n\n    Two."""\n\n'
+              '    x = 1\n\n    def f(self):\n        """Only paragraph\n        on two lines."""\n        a = 1\n\n'
+              '        b = 2\n\n        # a comment opens a paragraph\n        return a + b\n\n\n\ndef g():\n'
+              '    return 2\n')
+    text, title = shorten(source)
+    assert title == "Title line."
+    assert text == ('class A:\n    """One."""\n    x = 1\n\n    def f(self):\n        """Only paragraph\n'
+                    '        on two lines."""\n        a = 1\n        b = 2\n\n        # a comment opens a paragraph\n'
+                    '        return a + b\n\ndef g():\n    return 2\n')
+    namespace: dict = {}
+    exec(text, namespace)
+    assert namespace["A"]().f() == 3 and namespace["A"].__doc__ == "One."
