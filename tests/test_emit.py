@@ -327,6 +327,8 @@ def test_shorten_keeps_first_paragraphs_and_paragraph_breaks():
     assert text == ('class A:\n    """One."""\n    x = 1\n\n    def f(self):\n        """Only paragraph\n'
                     '        on two lines."""\n        a = 1\n        b = 2\n\n        # a comment opens a paragraph\n'
                     '        return a + b\n\ndef g():\n    return 2\n')
+    assert shorten("def h():\n    '''Single quotes.\n\n    More.'''\n    return 1\n")[0] == \
+        "def h():\n    '''Single quotes.'''\n    return 1\n"
     namespace: dict = {}
     exec(text, namespace)
     assert namespace["A"]().f() == 3 and namespace["A"].__doc__ == "One."

@@ -158,18 +158,18 @@ def test_fsdp_decrease_terms_are_sums_over_shards(tmp_path):
     """Two gloo ranks holding shards of every tensor and its moments log the same decrease
     terms as one process (the inner products are summed over shards)."""
     import csv
-    import json
     import os
     import socket
     import subprocess
     import sys
 
     from scaleadvise.core.prescribe import PrescribeRequest, prescribe
+    from scaleadvise.script.emit import emit_script
 
     doc = prescribe(PrescribeRequest(param="mfp", optim="adam", width=64, base_width=64, base_lr=1e-2, depth=2,
-                                     head_dim=16, context=32, vocab=256, eps=1e-5))
-    (tmp_path / "p.json").write_text(json.dumps(doc))
-    args = ["-m", "scaleadvise.script.template.train", "--prescription", str(tmp_path / "p.json"), "--steps", "4",
+                                     head_dim=16, context=32, vocab=256, eps=1e-5)).to_dict()
+    (tmp_path / "train.py").write_text(emit_script(doc, "scaleadvise emit-train (test)"))
+    args = [str(tmp_path / "train.py"), "--steps", "4",
             "--device", "cpu", "--batch-size", "8", "--log-every", "1", "--eval-batches", "1", "--grads-every", "2",
             "--align-every", "0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -131,10 +131,11 @@ def test_resume_after_sigkill_is_exact(tmp_path, script):
     out = tmp_path / "b"
     proc = subprocess.Popen([sys.executable, script, *args, "--out", str(out), "--ckpt-every", "5"], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)
+    deadline = time.time() + 240  # kill mid-run: a checkpoint saved and steps logged after it
+    while time.time() < deadline and proc.poll() is None and not (
+            (out / "checkpoint.pt").exists() and (out / "metrics.csv").exists()
+            and len((out / "metrics.csv").read_text().splitlines()) > 12):
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = len(_col(out / "metrics.csv", "train_loss"))

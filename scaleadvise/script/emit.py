@@ -158,8 +158,9 @@ def shorten(source: str) -> tuple[str, str]:
             continue
         text = lines[doc.lineno - 1: doc.end_lineno]
         blank = next((i for i, line in enumerate(text) if i and not line.strip()), None)
+        quote = "'''" if text[0].lstrip().lstrip("rRuU").startswith("'''") else '"""'
         if blank is not None:  # keep up to the paragraph break, closed on its last line
-            spans.append((doc.lineno, doc.end_lineno, text[: blank - 1] + [text[blank - 1].rstrip("\n") + '"""\n']))
+            spans.append((doc.lineno, doc.end_lineno, text[: blank - 1] + [text[blank - 1].rstrip("\n") + quote + "\n"]))
     for first, last, keep in sorted(spans, reverse=True):
         lines[first - 1: last] = keep or []
     # Inside a definition, a blank line only where a definition or a comment opens a paragraph.
