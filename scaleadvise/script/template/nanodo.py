@@ -19,7 +19,7 @@ from scaleadvise.torch.apply import apply_values
 
 
 class Scaled(nn.Module):
-    """A layer computing with mult * weight (§2.1); apply.set_multiplier sets `mult`."""
+    """A layer computing with mult * weight (§2.1); apply_values sets `mult`."""
 
     mult = 1.0
 
